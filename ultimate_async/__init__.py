@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._retry import RetryPolicy
 from .errors import (
     APIConnectionError,
     APIError,
@@ -23,6 +24,19 @@ from .errors import (
     UltimateError,
     WebhookError,
 )
+from .legacy import LegacyClient
+from .models.legacy import (
+    AutomationButton,
+    AutomationMessage,
+    AutomationReply,
+    DetectedLanguage,
+    Entity,
+    IntentsResult,
+    PredictedIntent,
+    RecognizedEntity,
+)
+from .models.outbound import ActionResult, MetaData
+from .session import ChatAPI, Session, TicketsAPI, WidgetAPI
 
 __version__ = "0.1.0"
 
@@ -31,20 +45,36 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "ActionResult",
     "AuthenticationError",
+    "AutomationButton",
+    "AutomationMessage",
+    "AutomationReply",
     "BackendUnavailableError",
     "BadRequestError",
+    "ChatAPI",
     "ConfigurationError",
+    "DetectedLanguage",
+    "Entity",
     "HandlerConflictError",
+    "IntentsResult",
+    "LegacyClient",
+    "MetaData",
     "NotFoundError",
     "PayloadError",
     "PermissionDeniedError",
+    "PredictedIntent",
     "RateLimitError",
+    "RecognizedEntity",
     "ReplyTimeout",
     "ResponseDecodeError",
+    "RetryPolicy",
     "ServerError",
+    "Session",
     "SignatureError",
+    "TicketsAPI",
     "UltimateError",
     "WebhookError",
+    "WidgetAPI",
     "__version__",
 ]
