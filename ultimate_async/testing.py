@@ -1,3 +1,3 @@
-"""Helpers and a pytest plugin for testing code built on ultimate_async (filled in by the loop work)."""
+"""Helpers and a pytest plugin for testing code built on ultimate_async."""
 
 from __future__ import annotations
