@@ -253,3 +253,29 @@ async def test_a_request_is_answered_by_the_receiving_replica_and_observed_by_th
     await a.wait_calls(1)
     how, cid, event = a.calls[0]
     assert (how, cid, type(event).__name__) == ("registered", "conv-esc", "Escalate")
+
+
+async def test_a_replica_shutting_down_mid_stream_loses_no_acknowledged_event(
+    make_replica: MakeReplica, http: aiohttp.ClientSession
+) -> None:
+    """Deliveries keep landing on B while A (the holder) closes: each 200 is handled once."""
+    a, b = await make_replica("a"), await make_replica("b")
+    await hold(a, "conv-closing")
+    texts = [f"mid-stream {i}" for i in range(60)]
+
+    async def send(i: int) -> tuple[str, int]:
+        body = message("conv-closing", texts[i], message_id=f"close-{i}")
+        return texts[i], await post(http, b, body)
+
+    first = [asyncio.create_task(send(i)) for i in range(20)]
+    await asyncio.sleep(0)  # let the first posts start before A begins to close
+    closing = asyncio.create_task(a.receiver.aclose())
+    rest = [asyncio.create_task(send(i)) for i in range(20, 60)]
+    answered = await asyncio.gather(*first, *rest)
+    await closing
+    await b.receiver.drain()
+    acked = sorted(text for text, status in answered if status == 200)
+    assert len(acked) == len(texts)  # B never refused: it forwards or handles itself
+    handled = sorted(a.texts() + b.texts())
+    assert handled == acked
+    assert a.receiver.cancelled_on_close == 0

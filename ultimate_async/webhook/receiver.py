@@ -17,7 +17,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 __all__ = ["AckMode", "Registration", "WebhookReceiver"]
 
 log = logging.getLogger("ultimate_async.webhook")
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
 
 AckMode = Literal["on_receive", "after_handler"]
 
@@ -248,6 +253,11 @@ class WebhookReceiver(Router):
 
     async def _shutdown(self) -> None:
         self._closing = True
+        if self._bus_tasks:
+            await asyncio.gather(*self._bus_tasks.values(), return_exceptions=True)
+        # Leave the bus before draining: other replicas stop routing here, and whatever they
+        # already forwarded is delivered into our queues, so the drain below covers it.
+        await self._close_quietly("bus", self.bus)
         if not await self.drain(self.drain_timeout):
             left = await self._executor.cancel_all()
             self.cancelled_on_close = left
@@ -256,19 +266,19 @@ class WebhookReceiver(Router):
                 left,
                 self.drain_timeout,
             )
-        if self._bus_tasks:
-            await asyncio.gather(*self._bus_tasks.values(), return_exceptions=True)
-        for name, resource in (("bus", self.bus), ("dedup", self.dedup)):
-            if resource is not None:
-                try:
-                    await resource.aclose()
-                except Exception:
-                    log.exception("closing the webhook %s failed", name)
+        await self._close_quietly("dedup", self.dedup)
         if self.close_session and self.session is not None:
-            try:
-                await self.session.aclose()
-            except Exception:
-                log.exception("closing the session failed")
+            await self._close_quietly("session", self.session)
+
+    @staticmethod
+    async def _close_quietly(name: str, resource: _Closable | None) -> None:
+        """Close one resource; a failure is logged, never allowed to stop the shutdown."""
+        if resource is None:
+            return
+        try:
+            await resource.aclose()
+        except Exception:
+            log.exception("closing the webhook %s failed", name)
 
     # -- registration --------------------------------------------------------------------------
 
