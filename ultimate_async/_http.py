@@ -9,7 +9,6 @@ serialized once to bytes, and a 2xx body is read only when the caller needs it.
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,19 +30,7 @@ from .errors import (
     ServerError,
 )
 
-__all__ = ["Transport", "dumps", "parse_retry_after", "status_error"]
-
-try:  # orjson is ~3x faster; it is in the ``speed`` extra.
-    import orjson
-
-    dumps: Callable[[Any], bytes] = orjson.dumps
-except ImportError:  # pragma: no cover - depends on the environment
-    _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-    def dumps(obj: Any) -> bytes:
-        """Serialize ``obj`` to compact UTF-8 JSON."""
-        return _encoder.encode(obj).encode()
-
+__all__ = ["Transport", "parse_retry_after", "status_error"]
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,

@@ -16,7 +16,6 @@ No aiohttp in here: the receiver core and the simulator share this module.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -30,6 +29,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._json import dumps, loads
 from .errors import PayloadError
 from .models.webhooks import (
     ActionCall,
@@ -50,12 +50,6 @@ from .models.webhooks import (
     WidgetEscalate,
     WidgetMessage,
 )
-
-_orjson: Any
-try:  # orjson is ~3x faster on the hot path; the stdlib is the fallback.
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
 
 __all__ = [
     "CHAT_EVENT_TYPES",
@@ -334,20 +328,6 @@ def parse_webhook(raw: object) -> Webhook:
     if "predictedIntents" in raw or ("text" in raw and "conversationId" in raw and data is None):
         return _structure(_TICKET_HOOK, raw, TicketReply, "$")
     return UnknownWebhook(raw)
-
-
-def loads(body: bytes | str) -> Any:
-    """Decode JSON with orjson when installed, else the stdlib."""
-    if _orjson is not None:
-        return _orjson.loads(body)
-    return json.loads(body)
-
-
-def dumps(obj: Any) -> bytes:
-    """Encode JSON to bytes with orjson when installed, else the stdlib (compact)."""
-    if _orjson is not None:
-        return _orjson.dumps(obj)  # type: ignore[no-any-return]
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def parse_webhook_body(body: bytes) -> tuple[dict[str, Any], Webhook]:

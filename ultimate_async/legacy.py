@@ -15,7 +15,8 @@ from typing import Any, Final, TypeVar
 
 import aiohttp
 
-from ._http import Transport, dumps
+from ._http import Transport
+from ._json import dumps
 from ._retry import RetryPolicy
 from .errors import ConfigurationError, ResponseDecodeError
 from .models.legacy import AutomationReply, IntentsResult, structure_legacy

@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 try:
@@ -56,6 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "ultimate_async.redis needs redis-py: pip install 'ultimate_async[redis]'"
     ) from exc
 
+from ._json import dumps, loads
 from .bus import Deliver
 from .errors import BackendUnavailableError
 
@@ -64,22 +64,6 @@ __all__ = ["RedisDeduplicator", "RedisEventBus"]
 logger = logging.getLogger("ultimate_async.redis")
 
 DEFAULT_PREFIX = "ultimate_async"
-
-try:  # orjson is optional (the ``speed`` extra); the wire format is plain JSON either way
-    import orjson  # type: ignore[import-not-found,unused-ignore]  # not in every environment
-
-    def _dumps(obj: Any) -> bytes:
-        encoded: bytes = orjson.dumps(obj)
-        return encoded
-
-    _loads: Callable[[bytes | str], Any] = orjson.loads
-except ImportError:  # pragma: no cover - depends on the environment
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-    _loads = json.loads
-
 
 #: Errors that mean "Redis cannot serve us right now".  A server answering with an error
 #: (OOM, READONLY after a fail-over, NOAUTH) is as unusable for a webhook as a dead one.
@@ -438,7 +422,7 @@ class RedisEventBus:
             raise BackendUnavailableError("Redis event bus: closed")
         if conversation_id in self._held:
             return False
-        payload = _dumps({"cid": conversation_id, "raw": dict(raw)})
+        payload = dumps({"cid": conversation_id, "raw": dict(raw)})
         try:
             owner = await self._forward_script(
                 keys=[self.owner_key(conversation_id)],
@@ -574,7 +558,7 @@ class RedisEventBus:
     async def _deliver_one(self, item: bytes | str) -> bool:
         """Hand one inbox item to the receiver; False when it is our own stop marker."""
         try:
-            message = _loads(item)
+            message = loads(item)
             if "stop" in message:
                 return bool(message["stop"] != self._stop_token)
             conversation_id, raw = message["cid"], message["raw"]
@@ -602,7 +586,7 @@ class RedisEventBus:
             return
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.rpush(self.inbox_key(), _dumps({"stop": self._stop_token}))
+                pipe.rpush(self.inbox_key(), dumps({"stop": self._stop_token}))
                 pipe.pexpire(self.inbox_key(), _px(self.inbox_ttl))
                 await pipe.execute()
         except _BACKEND_ERRORS as exc:

@@ -12,7 +12,8 @@ from typing import Any, Final
 
 import aiohttp
 
-from ._http import Transport, dumps
+from ._http import Transport
+from ._json import dumps
 from ._retry import RetryPolicy
 from .errors import ConfigurationError
 from .models.outbound import MetaDataInput, metadata_to_wire
