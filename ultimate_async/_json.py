@@ -29,8 +29,24 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def loads(data: bytes | str) -> Any:
-    """Decode JSON; raises ``ValueError`` (or ``UnicodeDecodeError``) on invalid input."""
+    """Decode JSON; raises ``ValueError`` (or ``UnicodeDecodeError``) on invalid input.
+
+    The stdlib path is made to refuse what orjson refuses: ``NaN``/``Infinity`` literals, and
+    nesting deep enough to exhaust the recursion limit (a ``RecursionError`` would otherwise
+    escape as a server error).
+    """
     if _orjson is not None:
         return _orjson.loads(data)
-    return json.loads(data)
+    return _stdlib_loads(data)
+
+
+def _stdlib_loads(data: bytes | str) -> Any:
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

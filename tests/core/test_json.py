@@ -1,0 +1,40 @@
+"""The stdlib JSON path (no ``speed`` extra) must refuse what orjson refuses, never crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from ultimate_async import _json
+from ultimate_async.webhook import NoVerification, WebhookReceiver
+
+
+@pytest.fixture
+def stdlib_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_json, "_orjson", None)
+
+
+@pytest.mark.usefixtures("stdlib_json")
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b'{"data":' * 50_000,
+        b'{"botId":"b","data":{"eventType":"sendMessage","confidence":NaN}}',
+        b'{"botId":"b","data":{"eventType":"sendMessage","confidence":-Infinity}}',
+    ],
+    ids=["deep-array", "deep-object", "nan", "infinity"],
+)
+async def test_stdlib_path_answers_400_for_what_orjson_refuses(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        _json.loads(body)
+    receiver = WebhookReceiver(NoVerification())
+    response = await receiver.handle(body, {})
+    await receiver.aclose()
+    assert response.status == 400
+    assert b"invalid JSON" in response.body
+
+
+@pytest.mark.usefixtures("stdlib_json")
+def test_stdlib_path_encodes_compact_utf8() -> None:
+    assert _json.dumps({"text": "grüße", "n": [1, 2]}) == '{"text":"grüße","n":[1,2]}'.encode()
+    assert _json.loads('{"a":[1,{"b":null}]}') == {"a": [1, {"b": None}]}
