@@ -1,80 +1,162 @@
-"""ultimate_async: the asyncio-first SDK for the Ultimate (Zendesk AI agents - Advanced) APIs."""
+"""ultimate_async: the asyncio-first SDK for the Ultimate (Zendesk AI agents - Advanced) APIs.
+
+Public names are imported lazily, on first use: ``import ultimate_async`` (which pytest does for
+every run, through our ``pytest11`` plugin) stays cheap and loads aiohttp only when needed.
+"""
 
 from __future__ import annotations
 
-from ._retry import RetryPolicy
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BackendUnavailableError,
-    BadRequestError,
-    ConfigurationError,
-    HandlerConflictError,
-    NotFoundError,
-    PayloadError,
-    PermissionDeniedError,
-    RateLimitError,
-    ReplyTimeout,
-    ResponseDecodeError,
-    ServerError,
-    SignatureError,
-    UltimateError,
-    WebhookError,
-)
-from .legacy import LegacyClient
-from .models.legacy import (
-    AutomationButton,
-    AutomationMessage,
-    AutomationReply,
-    DetectedLanguage,
-    Entity,
-    IntentsResult,
-    PredictedIntent,
-    RecognizedEntity,
-)
-from .models.outbound import ActionResult, MetaData
-from .models.webhooks import (
-    ActionCall,
-    ActionParam,
-    Alert,
-    BotMessage,
-    Button,
-    CarouselCard,
-    ChatEvent,
-    Escalate,
-    TeamOnlineCheck,
-    TicketAttachment,
-    TicketIntent,
-    TicketReply,
-    UnknownChatEvent,
-    UnknownWebhook,
-    Webhook,
-    WidgetEndSession,
-    WidgetEscalate,
-    WidgetMessage,
-)
-from .session import ChatAPI, Session, TicketsAPI, WidgetAPI
-from .webhook import (
-    Deduplicator,
-    EventContext,
-    HmacSignature,
-    MemoryDeduplicator,
-    NoVerification,
-    Registration,
-    Router,
-    SharedSecretHeader,
-    UrlToken,
-    Verifier,
-    WebhookReceiver,
-    WebhookResponse,
-    WebhookServer,
-    setup_webhook,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._retry import RetryPolicy
+    from .conversation import Conversation, Reply
+    from .errors import (
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BackendUnavailableError,
+        BadRequestError,
+        ConfigurationError,
+        HandlerConflictError,
+        NotFoundError,
+        PayloadError,
+        PermissionDeniedError,
+        RateLimitError,
+        ReplyTimeout,
+        ResponseDecodeError,
+        ServerError,
+        SignatureError,
+        UltimateError,
+        WebhookError,
+    )
+    from .legacy import LegacyClient
+    from .models.legacy import (
+        AutomationButton,
+        AutomationMessage,
+        AutomationReply,
+        DetectedLanguage,
+        Entity,
+        IntentsResult,
+        PredictedIntent,
+        RecognizedEntity,
+    )
+    from .models.outbound import ActionResult, MetaData
+    from .models.webhooks import (
+        ActionCall,
+        ActionParam,
+        Alert,
+        BotMessage,
+        Button,
+        CarouselCard,
+        ChatEvent,
+        Escalate,
+        TeamOnlineCheck,
+        TicketAttachment,
+        TicketIntent,
+        TicketReply,
+        UnknownChatEvent,
+        UnknownWebhook,
+        Webhook,
+        WidgetEndSession,
+        WidgetEscalate,
+        WidgetMessage,
+    )
+    from .session import ChatAPI, Session, TicketsAPI, WidgetAPI
+    from .webhook import (
+        Deduplicator,
+        EventContext,
+        HmacSignature,
+        MemoryDeduplicator,
+        NoVerification,
+        Registration,
+        Router,
+        SharedSecretHeader,
+        UrlToken,
+        Verifier,
+        WebhookReceiver,
+        WebhookResponse,
+        WebhookServer,
+        setup_webhook,
+    )
 
 __version__ = "0.1.0"
+
+#: Where each public name lives; ``__getattr__`` imports it from there on first access.
+_EXPORTS: dict[str, str] = {
+    "APIConnectionError": ".errors",
+    "APIError": ".errors",
+    "APIStatusError": ".errors",
+    "APITimeoutError": ".errors",
+    "ActionCall": ".models.webhooks",
+    "ActionParam": ".models.webhooks",
+    "ActionResult": ".models.outbound",
+    "Alert": ".models.webhooks",
+    "AuthenticationError": ".errors",
+    "AutomationButton": ".models.legacy",
+    "AutomationMessage": ".models.legacy",
+    "AutomationReply": ".models.legacy",
+    "BackendUnavailableError": ".errors",
+    "BadRequestError": ".errors",
+    "BotMessage": ".models.webhooks",
+    "Button": ".models.webhooks",
+    "CarouselCard": ".models.webhooks",
+    "ChatAPI": ".session",
+    "ChatEvent": ".models.webhooks",
+    "ConfigurationError": ".errors",
+    "Conversation": ".conversation",
+    "Deduplicator": ".webhook",
+    "DetectedLanguage": ".models.legacy",
+    "Entity": ".models.legacy",
+    "Escalate": ".models.webhooks",
+    "EventContext": ".webhook",
+    "HandlerConflictError": ".errors",
+    "HmacSignature": ".webhook",
+    "IntentsResult": ".models.legacy",
+    "LegacyClient": ".legacy",
+    "MemoryDeduplicator": ".webhook",
+    "MetaData": ".models.outbound",
+    "NoVerification": ".webhook",
+    "NotFoundError": ".errors",
+    "PayloadError": ".errors",
+    "PermissionDeniedError": ".errors",
+    "PredictedIntent": ".models.legacy",
+    "RateLimitError": ".errors",
+    "RecognizedEntity": ".models.legacy",
+    "Registration": ".webhook",
+    "Reply": ".conversation",
+    "ReplyTimeout": ".errors",
+    "ResponseDecodeError": ".errors",
+    "RetryPolicy": "._retry",
+    "Router": ".webhook",
+    "ServerError": ".errors",
+    "Session": ".session",
+    "SharedSecretHeader": ".webhook",
+    "SignatureError": ".errors",
+    "TeamOnlineCheck": ".models.webhooks",
+    "TicketAttachment": ".models.webhooks",
+    "TicketIntent": ".models.webhooks",
+    "TicketReply": ".models.webhooks",
+    "TicketsAPI": ".session",
+    "UltimateError": ".errors",
+    "UnknownChatEvent": ".models.webhooks",
+    "UnknownWebhook": ".models.webhooks",
+    "UrlToken": ".webhook",
+    "Verifier": ".webhook",
+    "Webhook": ".models.webhooks",
+    "WebhookError": ".errors",
+    "WebhookReceiver": ".webhook",
+    "WebhookResponse": ".webhook",
+    "WebhookServer": ".webhook",
+    "WidgetAPI": ".session",
+    "WidgetEndSession": ".models.webhooks",
+    "WidgetEscalate": ".models.webhooks",
+    "WidgetMessage": ".models.webhooks",
+    "setup_webhook": ".webhook",
+}
 
 __all__ = [
     "APIConnectionError",
@@ -97,6 +179,7 @@ __all__ = [
     "ChatAPI",
     "ChatEvent",
     "ConfigurationError",
+    "Conversation",
     "Deduplicator",
     "DetectedLanguage",
     "Entity",
@@ -116,6 +199,7 @@ __all__ = [
     "RateLimitError",
     "RecognizedEntity",
     "Registration",
+    "Reply",
     "ReplyTimeout",
     "ResponseDecodeError",
     "RetryPolicy",
@@ -146,3 +230,16 @@ __all__ = [
     "__version__",
     "setup_webhook",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
