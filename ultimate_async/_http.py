@@ -11,7 +11,8 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import aiohttp
 from yarl import URL
@@ -30,7 +31,7 @@ from .errors import (
     ServerError,
 )
 
-__all__ = ["Transport", "parse_retry_after", "status_error"]
+__all__ = ["Transport", "TransportClient", "parse_retry_after", "status_error"]
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -250,3 +251,31 @@ class Transport:
             if secret in text:
                 text = text.replace(secret, _REDACTED)
         return text
+
+
+class TransportClient:
+    """The lifecycle ``Session`` and ``LegacyClient`` share: one :class:`Transport`, opened on
+    first use or ``async with``, closed once (a borrowed ``http_session`` never)."""
+
+    _transport: Transport
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`aclose` ran."""
+        return self._transport.closed
+
+    async def __aenter__(self) -> Self:
+        await self._transport.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless borrowed). Safe to call more than once."""
+        await self._transport.aclose()

@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import aiohttp
 
-from ._http import Transport
+from ._http import Transport, TransportClient
 from ._json import dumps
 from ._retry import RetryPolicy
 from .errors import ConfigurationError, ResponseDecodeError
@@ -37,7 +36,7 @@ def _require(name: str, value: object) -> str:
     return value
 
 
-class LegacyClient:
+class LegacyClient(TransportClient):
     """A client for ``https://chat.ultimate.ai``'s synchronous APIs.
 
     Credentials: ``basic_token`` (the base64 ``email:password`` string, with or without the
@@ -100,11 +99,6 @@ class LegacyClient:
     def base_url(self) -> str:
         """The host every endpoint path is appended to."""
         return self._transport.base_url
-
-    @property
-    def closed(self) -> bool:
-        """``True`` once :meth:`aclose` ran."""
-        return self._transport.closed
 
     async def automation(
         self,
@@ -180,22 +174,6 @@ class LegacyClient:
 
     def _decode(self, raw: object, cls: type[T], path: str) -> T:
         return structure_legacy(raw, cls, f"POST {self._urls[path]} reply")
-
-    async def __aenter__(self) -> LegacyClient:
-        await self._transport.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool (unless borrowed). Safe to call more than once."""
-        await self._transport.aclose()
 
     def __repr__(self) -> str:
         auth = [n for n, v in (("basic", self._basic), ("access_token", self._access_token)) if v]

@@ -7,12 +7,11 @@ converter on the send path — because sending is the hot path of every integrat
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, Final
 
 import aiohttp
 
-from ._http import Transport
+from ._http import Transport, TransportClient
 from ._json import dumps
 from ._retry import RetryPolicy
 from .errors import ConfigurationError
@@ -211,7 +210,7 @@ class WidgetAPI:
         await self._send(conversation_id, "agentDisconnect")
 
 
-class Session:
+class Session(TransportClient):
     """A client for the Ultimate chat, ticket and widget-escalation APIs.
 
     One ``Session`` serves any number of concurrent calls over one connection pool
@@ -283,27 +282,6 @@ class Session:
     def retry(self) -> RetryPolicy:
         """The retry policy in force."""
         return self._transport.retry
-
-    @property
-    def closed(self) -> bool:
-        """``True`` once :meth:`aclose` ran."""
-        return self._transport.closed
-
-    async def __aenter__(self) -> Session:
-        await self._transport.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool (unless borrowed). Safe to call more than once."""
-        await self._transport.aclose()
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
