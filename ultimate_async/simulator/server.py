@@ -210,13 +210,12 @@ class Simulator:
             self._urls,
             self._transcripts if self._record else None,
         )
-        app = web.Application(middlewares=[self._middleware])
-        app.router.add_post("/converse/chat", self._route(self._chat))
-        app.router.add_post("/converse/ticket", self._route(self._ticket))
-        app.router.add_post("/agent/converse/send-message-to-widget", self._route(self._widget))
-        app.router.add_post("/api/v2/automation", self._route(self._automation))
-        app.router.add_post("/api/intents", self._route(self._intents))
-        app.router.add_post("/api/gdpr/delete-user-data", self._route(self._gdpr))
+        # No middleware: aiohttp caches (handler, app) pairs of apps with middleware in a
+        # module-level LRU, which would keep every closed simulator (and all it recorded) alive.
+        app = web.Application()
+        for path, route in self._endpoints().items():
+            app.router.add_post(path, self._route(route))
+        app.router.add_route("*", "/{tail:.*}", self._route(self._unrouted))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -351,15 +350,25 @@ class Simulator:
         if self._record:
             self._transcripts.setdefault(conversation_id, []).append(entry)
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Record what the router refuses itself (unknown path, wrong method)."""
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            self.stats.api_requests += 1
-            self._remember(request, exc.status, _Ctx(reason=exc.text))
-            raise
+    def _endpoints(self) -> dict[str, Route]:
+        return {
+            "/converse/chat": self._chat,
+            "/converse/ticket": self._ticket,
+            "/agent/converse/send-message-to-widget": self._widget,
+            "/api/v2/automation": self._automation,
+            "/api/intents": self._intents,
+            "/api/gdpr/delete-user-data": self._gdpr,
+        }
+
+    async def _unrouted(self, request: web.Request, ctx: _Ctx) -> web.Response:
+        """What the platform answers for an unknown path (404) or a wrong method (405)."""
+        if request.path in self._endpoints():
+            ctx.reason = "Method Not Allowed"
+            return web.Response(
+                status=405, text="405: Method Not Allowed", headers={"Allow": "POST"}
+            )
+        ctx.reason = "Not Found"
+        return web.Response(status=404, text="404: Not Found")
 
     def _route(self, route: Route) -> Handler:
         """Count, guard and record one endpoint; the simulator never crashes on bad input."""
