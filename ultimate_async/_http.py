@@ -9,6 +9,7 @@ serialized once to bytes, and a 2xx body is read only when the caller needs it.
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -183,10 +184,12 @@ class Transport:
         *,
         headers: Mapping[str, str] | None = None,
         read_body: bool = False,
+        redact: Sequence[str] = (),
     ) -> bytes | None:
         """POST ``body`` (JSON bytes) to ``url``; retry per policy; map failures to errors.
 
-        Returns the 2xx body when ``read_body`` is true, else ``None``.
+        Returns the 2xx body when ``read_body`` is true, else ``None``.  ``redact`` lists this
+        request's ``sanitize=True`` values: like the credentials, they never reach an error.
         """
         session = self._session
         if session is None:
@@ -206,7 +209,7 @@ class Transport:
                     text = (await resp.read()).decode("utf-8", "replace")
                     error: APIError
                     error, retry_after = status_error(
-                        "POST", str(url), status, self._redact(text), resp.headers
+                        "POST", str(url), status, self._redact(text, redact), resp.headers
                     )
                     sent = True
             except aiohttp.ConnectionTimeoutError as exc:
@@ -222,7 +225,7 @@ class Transport:
                 error, sent, cause = APITimeoutError("POST", str(url), reason), True, exc
             except aiohttp.ClientError as exc:
                 reason = str(exc) or type(exc).__name__
-                error = APIConnectionError("POST", str(url), self._redact(reason))
+                error = APIConnectionError("POST", str(url), self._redact(reason, redact))
                 sent, cause = True, exc
             delay = self._retry.delay(retry, error, request_sent=sent, retry_after=retry_after)
             if delay is None:
@@ -245,12 +248,24 @@ class Transport:
                 raise APIConnectionError("POST", url, self._redact(reason)) from exc
         return None
 
-    def _redact(self, text: str) -> str:
-        # A server (or proxy) echoing our credentials must not leak them into an exception.
-        for secret in self._secrets:
-            if secret in text:
+    def _redact(self, text: str, extra: Sequence[str] = ()) -> str:
+        # A server (or proxy) echoing our credentials or a request's sanitized values must not
+        # leak them into an exception.
+        for secret in (*self._secrets, *_echoed_forms(extra)):
+            if secret and secret in text:
                 text = text.replace(secret, _REDACTED)
         return text
+
+
+def _echoed_forms(values: Sequence[str]) -> list[str]:
+    """Each value as given and as a JSON string body would echo it (escaped, ASCII-only)."""
+    forms: list[str] = []
+    for value in values:
+        forms.append(value)
+        forms.append(json.dumps(value)[1:-1])
+        forms.append(json.dumps(value, ensure_ascii=False)[1:-1])
+    # Longest first, so a value is not half-replaced through a shorter one it contains.
+    return sorted(set(forms), key=len, reverse=True)
 
 
 class TransportClient:

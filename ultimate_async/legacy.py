@@ -19,7 +19,7 @@ from ._json import dumps
 from ._retry import RetryPolicy
 from .errors import ConfigurationError, ResponseDecodeError
 from .models.legacy import AutomationReply, IntentsResult, structure_legacy
-from .models.outbound import MetaDataInput, metadata_to_wire
+from .models.outbound import MetaDataInput, metadata_to_wire, sanitized_values
 
 __all__ = ["LegacyClient"]
 
@@ -126,9 +126,12 @@ class LegacyClient(TransportClient):
             body["text"] = _require("text", text)
         elif text is not None:
             body["text"] = text
+        hidden: list[str] = []
         if metadata is not None:
-            body["metaData"] = metadata_to_wire(metadata)
-        raw = await self._call("/api/v2/automation", body, self._require_basic("automation"))
+            wire = body["metaData"] = metadata_to_wire(metadata)
+            hidden = sanitized_values(wire)
+        auth = self._require_basic("automation")
+        raw = await self._call("/api/v2/automation", body, auth, redact=hidden)
         return self._decode(raw, AutomationReply, "/api/v2/automation")
 
     async def intents(
@@ -160,10 +163,17 @@ class LegacyClient(TransportClient):
             raise ConfigurationError(f"{call} needs Basic credentials (basic_token or email)")
         return self._basic
 
-    async def _call(self, path: str, body: dict[str, Any], auth: str, read: bool = True) -> Any:
+    async def _call(
+        self,
+        path: str,
+        body: dict[str, Any],
+        auth: str,
+        read: bool = True,
+        redact: list[str] | None = None,
+    ) -> Any:
         url = self._urls[path]
         data = await self._transport.post(
-            url, dumps(body), headers={"Authorization": auth}, read_body=read
+            url, dumps(body), headers={"Authorization": auth}, read_body=read, redact=redact or ()
         )
         if not read:
             return None

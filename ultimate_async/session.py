@@ -15,7 +15,7 @@ from ._http import Transport, TransportClient
 from ._json import dumps
 from ._retry import RetryPolicy
 from .errors import ConfigurationError
-from .models.outbound import MetaDataInput, metadata_to_wire
+from .models.outbound import MetaDataInput, metadata_to_wire, sanitized_values
 
 __all__ = ["ChatAPI", "Session", "TicketsAPI", "WidgetAPI"]
 
@@ -68,9 +68,11 @@ class ChatAPI:
             "platformConversationId": _require_id("conversation_id", conversation_id),
             "eventType": "startSession",
         }
+        hidden: list[str] = []
         if metadata is not None:
-            body[self._metadata_key] = metadata_to_wire(metadata)
-        await self._transport.post(self._url, dumps(body))
+            wire = body[self._metadata_key] = metadata_to_wire(metadata)
+            hidden = sanitized_values(wire)
+        await self._transport.post(self._url, dumps(body), redact=hidden)
 
     async def send_message(
         self,
@@ -90,9 +92,11 @@ class ChatAPI:
             if not isinstance(card_index, int) or isinstance(card_index, bool) or card_index < 0:
                 raise ValueError(f"card_index must be an int >= 0, got {card_index!r}")
             body["cardIndex"] = card_index
+        hidden: list[str] = []
         if metadata is not None:
-            body[self._metadata_key] = metadata_to_wire(metadata)
-        await self._transport.post(self._url, dumps(body))
+            wire = body[self._metadata_key] = metadata_to_wire(metadata)
+            hidden = sanitized_values(wire)
+        await self._transport.post(self._url, dumps(body), redact=hidden)
 
     async def send_metadata(self, conversation_id: str, metadata: MetaDataInput) -> None:
         """Attach session parameters without a message (``eventType: metadata``)."""
@@ -104,7 +108,7 @@ class ChatAPI:
         if not wire:
             raise ValueError("metadata must not be empty")
         body[self._metadata_key] = wire
-        await self._transport.post(self._url, dumps(body))
+        await self._transport.post(self._url, dumps(body), redact=sanitized_values(wire))
 
     async def end_session(self, conversation_id: str) -> None:
         """End and delete the session (otherwise the platform times it out)."""
@@ -139,9 +143,11 @@ class TicketsAPI:
             "text": _require_text("text", text),
             "platform": _require_id("platform", platform),
         }
+        hidden: list[str] = []
         if metadata is not None:
-            body[self._metadata_key] = metadata_to_wire(metadata)
-        await self._transport.post(self._url, dumps(body))
+            wire = body[self._metadata_key] = metadata_to_wire(metadata)
+            hidden = sanitized_values(wire)
+        await self._transport.post(self._url, dumps(body), redact=hidden)
 
 
 class WidgetAPI:

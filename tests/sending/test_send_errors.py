@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from ultimate_async.errors import (
     RateLimitError,
     ServerError,
 )
+from ultimate_async.models.outbound import MetaData
 from ultimate_async.session import Session
 
 API_KEY = "sk-live-TOPSECRET-42"
@@ -144,3 +146,41 @@ async def test_disconnect_after_sending_is_a_connection_error(mock_api: Any) -> 
     async with Session(API_KEY, "bot", base_url=BASE, retry=NO_RETRY) as session:
         with pytest.raises(APIConnectionError, match="disconnected"):
             await session.chat.end_session("c1")
+
+
+def _echo_body(url: Any, **kwargs: Any) -> Any:
+    """An aioresponses callback answering 400 with the request body echoed back twice: as sent,
+    and re-encoded the way an ASCII-only JSON server would quote it."""
+    from aioresponses import CallbackResult
+
+    sent = kwargs["data"].decode()
+    ascii_echo = json.dumps(json.loads(sent))  # non-ASCII as \\u escapes
+    return CallbackResult(status=400, body=f"invalid request {sent} parsed as {ascii_echo}")
+
+
+async def test_sanitized_metadata_never_reaches_an_api_error(mock_api: Any) -> None:
+    secret = 'Jürgen "J" Müller'
+    mock_api.post(CHAT, callback=_echo_body, repeat=True)
+    async with Session(API_KEY, "bot", base_url=BASE, retry=NO_RETRY) as session:
+        calls = [
+            session.chat.start_session("c1", metadata=[MetaData("name", secret, sanitize=True)]),
+            session.chat.send_message(
+                "c1", "hi", metadata=[MetaData("name", secret, sanitize=True), MetaData("k", "v")]
+            ),
+            session.chat.send_metadata("c1", [MetaData("name", secret, sanitize=True)]),
+        ]
+        for call in calls:
+            with pytest.raises(BadRequestError) as info:
+                await call
+            shown = f"{info.value} {info.value!r} {info.value.body}"
+            assert "J\\u00fcrgen" not in shown and "Jürgen" not in shown
+            assert "***" in shown
+            assert "platformConversationId" in shown  # the rest of the echo stays readable
+
+
+async def test_plain_metadata_values_stay_readable_in_errors(mock_api: Any) -> None:
+    mock_api.post(CHAT, callback=_echo_body)
+    async with Session(API_KEY, "bot", base_url=BASE, retry=NO_RETRY) as session:
+        with pytest.raises(BadRequestError) as info:
+            await session.chat.send_metadata("c1", {"plan": "gold-tier"})
+    assert "gold-tier" in str(info.value)

@@ -93,6 +93,11 @@ def metadata_to_wire(metadata: MetaDataInput, argument: str = "metadata") -> lis
     return out
 
 
+def sanitized_values(wire: list[dict[str, Any]]) -> list[str]:
+    """The values of a wire ``metaData`` list marked ``sanitize``: never shown in an error."""
+    return [item["value"] for item in wire if item.get("sanitize")]
+
+
 def _bad_metadata(argument: str, key: object, value: object) -> None:
     # Name the offending key and the types only: a value may be PII.
     shown = repr(key) if isinstance(key, str) else f"of type {type(key).__name__}"
