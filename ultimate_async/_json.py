@@ -8,6 +8,7 @@ invalid JSON (a webhook answered 400) instead of arbitrary-precision ints.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["dumps", "loads", "orjson_available"]
@@ -45,8 +46,35 @@ def loads(data: bytes | str) -> Any:
     return _stdlib_loads(data)
 
 
+#: Where a lone UTF-16 surrogate could come from: a ``\\uD800``-``\\uDFFF`` escape, or (bytes
+#: are decoded with ``surrogatepass``) a CESU-style ``ED A0..BF`` sequence.
+_SURROGATE_HINT_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE_HINT_STR = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
 def _stdlib_loads(data: bytes | str) -> Any:
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        value = json.loads(data, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    hint = _SURROGATE_HINT_BYTES if isinstance(data, bytes) else _SURROGATE_HINT_STR
+    if hint.search(data):  # type: ignore[arg-type]  # the pattern matches the data's type
+        _refuse_lone_surrogates(value)
+    return value
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    """Such strings cannot be encoded again (to forward, store or print): refuse them here."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise ValueError("JSON contains a lone UTF-16 surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

@@ -38,3 +38,26 @@ async def test_stdlib_path_answers_400_for_what_orjson_refuses(body: bytes) -> N
 def test_stdlib_path_encodes_compact_utf8() -> None:
     assert _json.dumps({"text": "grüße", "n": [1, 2]}) == '{"text":"grüße","n":[1,2]}'.encode()
     assert _json.loads('{"a":[1,{"b":null}]}') == {"a": [1, {"b": None}]}
+
+
+@pytest.mark.usefixtures("stdlib_json")
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data":{"text":"\\ud800"}}',
+        b'{"data":{"text":"x\\uDFFFy"}}',
+        b'{"\\ud83d":1}',
+        b'{"text":"\xed\xa0\x80"}',
+    ],
+    ids=["escape", "low-escape", "in-key", "cesu-bytes"],
+)
+def test_stdlib_path_refuses_lone_surrogates(body: bytes) -> None:
+    """orjson refuses them; strings holding them cannot be encoded again (e.g. to forward)."""
+    with pytest.raises(ValueError):
+        _json.loads(body)
+
+
+@pytest.mark.usefixtures("stdlib_json")
+def test_stdlib_path_keeps_valid_surrogate_pairs() -> None:
+    assert _json.loads(b'{"t":"\\ud83d\\ude00"}') == {"t": "\U0001f600"}
+    assert _json.loads('{"t":"\\ud83d\\ude00 ok"}') == {"t": "\U0001f600 ok"}

@@ -332,8 +332,8 @@ class WebhookReceiver(Router):
             self._announce(conversation_id, hold=False)
 
     def _announce(self, conversation_id: str, *, hold: bool) -> None:
-        if self.bus is None or not self._started:
-            return  # start() announces everything held at that point
+        if self.bus is None or not self._bus_started:
+            return  # start() announces everything held when the bus starts
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # changed from sync code: re-announce on the next start()
@@ -454,6 +454,12 @@ class WebhookReceiver(Router):
                 forwarded = await bus.forward(conversation_id, raw)
             except BackendUnavailableError:
                 log.debug("event bus unavailable for forwarding", exc_info=True)
+                await self._forget(key)
+                return r.BACKEND_UNAVAILABLE
+            except Exception:  # a bus bug must not become a 500 nor lose the event: retry it
+                log.exception(
+                    "forwarding a %s event failed (conversation %s)", kind, conversation_id
+                )
                 await self._forget(key)
                 return r.BACKEND_UNAVAILABLE
             if forwarded:
