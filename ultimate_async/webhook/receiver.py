@@ -209,7 +209,8 @@ class WebhookReceiver(Router):
                     await self.bus.start(self._deliver_forwarded)
                     self._bus_started = True
                 for conversation_id in list(self._holds):
-                    await self.bus.hold(conversation_id)
+                    if conversation_id in self._holds:  # not released while we announced
+                        await self.bus.hold(conversation_id)
             self._started = True
 
     async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
