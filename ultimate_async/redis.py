@@ -491,9 +491,12 @@ class RedisEventBus:
 
     async def _renew_loop(self) -> None:
         delay = self.renew_interval
-        while True:
+        while not self._closed:
+            # asyncio.timeout, not wait_for: on Python 3.11 a cancel landing while wait_for
+            # handles its own timeout can leave this task hanging, and aclose() with it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._renew_now.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._renew_now.wait()
             self._renew_now.clear()
             if not self._held:
                 delay = self.renew_interval
@@ -594,7 +597,8 @@ class RedisEventBus:
             await _cancel(consumer)
             return
         try:
-            await asyncio.wait_for(asyncio.shield(consumer), timeout=10.0)
+            async with asyncio.timeout(10.0):
+                await asyncio.shield(consumer)
         except TimeoutError:
             logger.warning("Redis event bus: inbox consumer did not stop in time; cancelling it")
             await _cancel(consumer)

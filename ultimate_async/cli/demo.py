@@ -261,7 +261,8 @@ async def run_demo(out: TextIO, *, wait: float = 5.0, settle: float = 0.3) -> bo
                 t.visitor(f"(email) {text}")
                 await session.tickets.send(ticket_id, text)
                 try:
-                    reply = await asyncio.wait_for(waiter, timeout)
+                    async with asyncio.timeout(timeout):
+                        reply = await waiter
                 finally:
                     del tickets[ticket_id]
                 t.line(f"   bot     > (ticket reply) {reply.text}")

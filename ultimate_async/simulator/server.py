@@ -265,7 +265,8 @@ class Simulator:
         if timeout is None:
             await self._queues.wait_idle()
         else:
-            await asyncio.wait_for(self._queues.wait_idle(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._queues.wait_idle()
 
     drain = wait_idle
 
