@@ -1,0 +1,148 @@
+"""``Conversation.ask()`` round trip versus the minimal hand-written equivalent.
+
+``python -m benchmarks.ask --variant hand|sdk --bot URL --n 300 [--uvloop] [--no-speed]`` serves
+a webhook receiver on a free port, then asks ``n`` questions one after another in one
+conversation through the echo bot (``benchmarks.servers.echo_bot``) and prints one JSON line
+``{"n", "p50_ms", "p99_ms", "cpu_us"}``. The hand-written side POSTs with aiohttp and awaits an
+``asyncio.Future`` that its bare aiohttp webhook handler resolves; the SDK side is
+``Conversation(session, receiver).ask(text, settle=0)`` over ``setup_webhook``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiohttp import web
+
+from benchmarks.payloads import BOT_ID, CLIENT_TEXT, PATH, SECRET
+
+API_KEY = "bench-api-key"
+WARMUP = 20
+
+Ask = Callable[[], Awaitable[None]]
+
+
+async def _serve(stack: AsyncExitStack, app: web.Application) -> int:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return int(runner.addresses[0][1])
+
+
+async def _hand(stack: AsyncExitStack, bot: str) -> Ask:
+    import aiohttp
+
+    secret = SECRET.encode()
+    waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def webhook(request: web.Request) -> web.Response:
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), secret):
+            return web.Response(status=401)
+        data = json.loads(await request.read())["data"]
+        waiter = waiters.pop(data["platformConversationId"], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(data)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post(PATH, webhook)
+    port = await _serve(stack, app)
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    url = f"{bot}/{port}/converse/chat"
+    headers = {"Authorization": API_KEY, "botid": BOT_ID}
+    conversation_id = "ask-hand"
+    payload = {
+        "platformConversationId": conversation_id,
+        "eventType": "message",
+        "text": CLIENT_TEXT,
+    }
+    loop = asyncio.get_running_loop()
+
+    async def ask() -> None:
+        waiter = loop.create_future()
+        waiters[conversation_id] = waiter
+        async with session.post(url, json=payload, headers=headers) as resp:
+            await resp.read()
+            resp.raise_for_status()
+        await asyncio.wait_for(waiter, 10)
+
+    return ask
+
+
+async def _sdk(stack: AsyncExitStack, bot: str) -> Ask:
+    from ultimate_async.conversation import Conversation
+    from ultimate_async.session import Session
+    from ultimate_async.webhook import SharedSecretHeader, WebhookReceiver, setup_webhook
+
+    receiver = WebhookReceiver(SharedSecretHeader(SECRET))
+    app = web.Application()
+    setup_webhook(app, receiver, path=PATH)
+    port = await _serve(stack, app)
+    session = await stack.enter_async_context(Session(API_KEY, BOT_ID, base_url=f"{bot}/{port}"))
+    conversation = await stack.enter_async_context(
+        Conversation(session, receiver, conversation_id="ask-sdk")
+    )
+
+    async def ask() -> None:
+        await conversation.ask(CLIENT_TEXT, timeout=10, settle=0)
+
+    return ask
+
+
+async def measure(variant: str, bot: str, n: int) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        ask = await (_hand(stack, bot) if variant == "hand" else _sdk(stack, bot))
+        for _ in range(WARMUP):
+            await ask()
+        latencies = []
+        cpu_start = time.process_time()
+        for _ in range(n):
+            start = time.perf_counter()
+            await ask()
+            latencies.append(time.perf_counter() - start)
+        cpu = time.process_time() - cpu_start
+    latencies.sort()
+    return {
+        "n": n,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "cpu_us": cpu / n * 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", required=True, choices=["hand", "sdk"])
+    parser.add_argument("--bot", required=True, help="base URL of the echo bot")
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--no-speed", action="store_true", help="hide orjson and uvloop")
+    args = parser.parse_args()
+    if args.no_speed:
+        from benchmarks.servers._common import block_speed_extras
+
+        block_speed_extras()
+    coro = measure(args.variant, args.bot.rstrip("/"), args.n)
+    if args.uvloop:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(coro)
+    else:
+        result = asyncio.run(coro)
+    result["orjson"] = sys.modules.get("orjson") is not None
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

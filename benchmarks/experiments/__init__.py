@@ -1,0 +1,1 @@
+"""Experiments that inform design decisions; not part of ``make bench``'s targets table."""

@@ -1,0 +1,292 @@
+"""Processes and load: start pinned server processes, drive them with wrk or the Python loadgen.
+
+The machine is small and shared, so every measurement runs the system under test on one core and
+the load generator on the other, and callers interleave repetitions and compare against a
+baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.payloads import CONVERSATIONS, PATH, SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_CPU = 0
+LOAD_CPU = 1
+
+
+def _pinner(cpu: int) -> Callable[[], None] | None:
+    """A preexec_fn pinning the child to ``cpu`` (None on a 1-core machine or without affinity)."""
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return pin
+
+
+def _python() -> str:
+    return sys.executable
+
+
+@dataclass
+class Server:
+    """A running server process and the port it bound."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used (all threads).
+
+        CPU per request is far less sensitive to noisy neighbours than wall-clock throughput:
+        time the server spends preempted is not counted.
+        """
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/stats", timeout=5) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
+
+    def settled_stats(self, expected_handled: int | None = None, timeout: float = 3.0) -> Any:
+        """Stats once ``handled`` stops moving (queued handlers finished) or reaches expected."""
+        deadline = time.monotonic() + timeout
+        previous = self.stats()
+        while time.monotonic() < deadline:
+            if expected_handled is not None and previous["handled"] >= expected_handled:
+                return previous
+            time.sleep(0.05)
+            current = self.stats()
+            if expected_handled is None and current["handled"] == previous["handled"]:
+                return current
+            previous = current
+        return previous
+
+
+@contextmanager
+def server(module: str, args: Sequence[str] = (), *, cpu: int = SERVER_CPU) -> Iterator[Server]:
+    """Run ``python -m module --port 0 *args`` pinned to ``cpu``; yield once it printed READY."""
+    cmd = [_python(), "-m", module, "--port", "0", *args]
+    process = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_pinner(cpu),
+    )
+    try:
+        port = _wait_ready(process, module)
+        yield Server(process, port)
+    finally:
+        _stop(process)
+
+
+def _wait_ready(process: subprocess.Popen[str], what: str, timeout: float = 30.0) -> int:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=0.2):
+                if process.poll() is not None:
+                    break
+                continue
+            line = process.stdout.readline()
+            if not line:
+                break
+            if line.startswith("READY"):
+                return int(line.split()[1])
+    _stop(process)
+    stderr = process.stderr.read() if process.stderr else ""
+    raise RuntimeError(f"{what} did not start (exit {process.returncode}):\n{stderr[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    tool: str
+
+
+def find_wrk(install: bool = True) -> str | None:
+    """Path of ``wrk``; when missing and we are root, try ``apt-get install wrk`` once."""
+    path = shutil.which("wrk")
+    if path or not install:
+        return path
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk not found: installing it with apt-get ...", file=sys.stderr, flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+        subprocess.run(["apt-get", "update"], check=False, **quiet)  # type: ignore[call-overload]
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, **quiet)  # type: ignore[call-overload]
+        path = shutil.which("wrk")
+    if path is None:
+        print("wrk unavailable: falling back to the Python load generator", file=sys.stderr)
+    return path
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unparsable wrk duration {text!r}")
+    value, unit = match.groups()
+    return float(value) * (60e3 if unit == "m" else _UNITS[unit])
+
+
+def parse_wrk(output: str) -> LoadResult:
+    """Parse ``wrk --latency`` output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", output)
+    assert done is not None, output
+    requests = int(done.group(1))
+    seconds = _duration_ms(done.group(2) + done.group(3)) / 1000
+    found = re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)\s*$", output, re.M)
+    percentiles = {int(p): _duration_ms(v) for p, v in found}
+    errors = 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if non_2xx:
+        errors += int(non_2xx.group(1))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    return LoadResult(
+        requests=requests,
+        seconds=seconds,
+        rps=rps,
+        p50_ms=percentiles.get(50, float("nan")),
+        p99_ms=percentiles.get(99, float("nan")),
+        errors=errors,
+        tool="wrk",
+    )
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    *,
+    seconds: float,
+    connections: int = 64,
+    run_id: str = "r",
+    conversations: int = CONVERSATIONS,
+) -> LoadResult:
+    cmd = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        url + PATH,
+        "--",
+        SECRET,
+        str(conversations),
+        run_id,
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, preexec_fn=_pinner(LOAD_CPU)
+    )
+    return parse_wrk(done.stdout)
+
+
+def run_loadgen(
+    url: str,
+    *,
+    seconds: float | None = None,
+    requests: int | None = None,
+    connections: int = 64,
+    run_id: str = "r",
+    conversations: int = CONVERSATIONS,
+) -> LoadResult:
+    cmd = [_python(), "-m", "benchmarks.loadgen", url + PATH, "--connections", str(connections)]
+    cmd += ["--run-id", run_id, "--conversations", str(conversations)]
+    if seconds is not None:
+        cmd += ["--seconds", str(seconds)]
+    if requests is not None:
+        cmd += ["--requests", str(requests)]
+    try:
+        import uvloop  # noqa: F401
+
+        cmd.append("--uvloop")
+    except ImportError:
+        pass
+    done = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, check=True, preexec_fn=_pinner(LOAD_CPU)
+    )
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return LoadResult(
+        requests=data["requests"],
+        seconds=data["seconds"],
+        rps=data["rps"],
+        p50_ms=data["p50_ms"],
+        p99_ms=data["p99_ms"],
+        errors=data["errors"] + data["non_2xx"],
+        tool="loadgen",
+    )
+
+
+def run_module_json(module: str, args: Sequence[str], *, cpu: int = LOAD_CPU) -> dict[str, Any]:
+    """Run ``python -m module *args`` pinned to ``cpu`` and return its last stdout line as JSON."""
+    done = subprocess.run(
+        [_python(), "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=_pinner(cpu),
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
