@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks.payloads import BOT_ID, CLIENT_TEXT, PATH, SECRET
+from benchmarks.servers._common import parse_loop_args, run_coroutine
 
 API_KEY = "bench-api-key"
 WARMUP = 20
@@ -125,21 +126,9 @@ def main() -> None:
     parser.add_argument("--variant", required=True, choices=["hand", "sdk"])
     parser.add_argument("--bot", required=True, help="base URL of the echo bot")
     parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--uvloop", action="store_true")
-    parser.add_argument("--no-speed", action="store_true", help="hide orjson and uvloop")
-    args = parser.parse_args()
-    if args.no_speed:
-        from benchmarks.servers._common import block_speed_extras
-
-        block_speed_extras()
+    args = parse_loop_args(parser)
     coro = measure(args.variant, args.bot.rstrip("/"), args.n)
-    if args.uvloop:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result = runner.run(coro)
-    else:
-        result = asyncio.run(coro)
+    result = run_coroutine(coro, use_uvloop=args.uvloop)
     result["orjson"] = sys.modules.get("orjson") is not None
     print(json.dumps(result), flush=True)
 

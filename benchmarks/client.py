@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from benchmarks.payloads import BOT_ID, CLIENT_TEXT
+from benchmarks.servers._common import parse_loop_args, run_coroutine
 
 API_KEY = "bench-api-key"
 CHAT_PATH = "/converse/chat"
@@ -112,21 +113,9 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="base URL of the sink")
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--uvloop", action="store_true")
-    parser.add_argument("--no-speed", action="store_true", help="hide orjson and uvloop")
-    args = parser.parse_args()
-    if args.no_speed:
-        from benchmarks.servers._common import block_speed_extras
-
-        block_speed_extras()
+    args = parse_loop_args(parser)
     coro = measure(args.variant, args.url.rstrip("/"), n=args.n, concurrency=args.concurrency)
-    if args.uvloop:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result = runner.run(coro)
-    else:
-        result = asyncio.run(coro)
+    result = run_coroutine(coro, use_uvloop=args.uvloop)
     print(json.dumps(result), flush=True)
 
 

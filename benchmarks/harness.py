@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,25 +48,30 @@ def _python() -> str:
 
 
 @dataclass
-class Server:
-    """A running server process and the port it bound."""
+class Process:
+    """A process we started, listening on ``port`` of 127.0.0.1."""
 
     process: subprocess.Popen[str]
     port: int
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used (all threads).
+        """User + system CPU time the process has used (all threads).
 
         CPU per request is far less sensitive to noisy neighbours than wall-clock throughput:
-        time the server spends preempted is not counted.
+        time the process spends preempted is not counted.
         """
         with open(f"/proc/{self.process.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+@dataclass
+class Server(Process):
+    """A running server process and the port it bound."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + "/stats", timeout=5) as resp:
@@ -90,8 +96,17 @@ class Server:
 @contextmanager
 def server(module: str, args: Sequence[str] = (), *, cpu: int = SERVER_CPU) -> Iterator[Server]:
     """Run ``python -m module --port 0 *args`` pinned to ``cpu``; yield once it printed READY."""
-    cmd = [_python(), "-m", module, "--port", "0", *args]
-    process = subprocess.Popen(
+    process = _spawn([_python(), "-m", module, "--port", "0", *args], cpu)
+    try:
+        port = _wait_ready(process, module)
+        yield Server(process, port)
+    finally:
+        _stop(process)
+
+
+def _spawn(cmd: Sequence[str], cpu: int) -> subprocess.Popen[str]:
+    """Start ``cmd`` in the repository, pinned to ``cpu``, stdout and stderr piped as text."""
+    return subprocess.Popen(
         cmd,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -99,11 +114,6 @@ def server(module: str, args: Sequence[str] = (), *, cpu: int = SERVER_CPU) -> I
         text=True,
         preexec_fn=_pinner(cpu),
     )
-    try:
-        port = _wait_ready(process, module)
-        yield Server(process, port)
-    finally:
-        _stop(process)
 
 
 def _wait_ready(process: subprocess.Popen[str], what: str, timeout: float = 30.0) -> int:
@@ -212,7 +222,7 @@ def parse_wrk(output: str) -> LoadResult:
     )
 
 
-def run_wrk(
+def wrk_command(
     wrk: str,
     url: str,
     *,
@@ -220,8 +230,8 @@ def run_wrk(
     connections: int = 64,
     run_id: str = "r",
     conversations: int = CONVERSATIONS,
-) -> LoadResult:
-    cmd = [
+) -> list[str]:
+    return [
         wrk,
         "-t1",
         f"-c{connections}",
@@ -235,13 +245,21 @@ def run_wrk(
         str(conversations),
         run_id,
     ]
+
+
+def run_wrk(wrk: str, url: str, **options: Any) -> LoadResult:
+    """Run wrk (see :func:`wrk_command` for the options) on the load core."""
+    return _run_load(wrk_command(wrk, url, **options), parse_wrk)
+
+
+def _run_load(cmd: list[str], parse: Callable[[str], LoadResult]) -> LoadResult:
     done = subprocess.run(
-        cmd, capture_output=True, text=True, check=True, preexec_fn=_pinner(LOAD_CPU)
+        cmd, cwd=ROOT, capture_output=True, text=True, check=True, preexec_fn=_pinner(LOAD_CPU)
     )
-    return parse_wrk(done.stdout)
+    return parse(done.stdout)
 
 
-def run_loadgen(
+def loadgen_command(
     url: str,
     *,
     seconds: float | None = None,
@@ -249,7 +267,7 @@ def run_loadgen(
     connections: int = 64,
     run_id: str = "r",
     conversations: int = CONVERSATIONS,
-) -> LoadResult:
+) -> list[str]:
     cmd = [_python(), "-m", "benchmarks.loadgen", url + PATH, "--connections", str(connections)]
     cmd += ["--run-id", run_id, "--conversations", str(conversations)]
     if seconds is not None:
@@ -262,10 +280,11 @@ def run_loadgen(
         cmd.append("--uvloop")
     except ImportError:
         pass
-    done = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, check=True, preexec_fn=_pinner(LOAD_CPU)
-    )
-    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return cmd
+
+
+def parse_loadgen(output: str) -> LoadResult:
+    data = json.loads(output.strip().splitlines()[-1])
     return LoadResult(
         requests=data["requests"],
         seconds=data["seconds"],
@@ -275,6 +294,43 @@ def run_loadgen(
         errors=data["errors"] + data["non_2xx"],
         tool="loadgen",
     )
+
+
+def run_loadgen(url: str, **options: Any) -> LoadResult:
+    """Run the Python load generator (see :func:`loadgen_command`) on the load core."""
+    return _run_load(loadgen_command(url, **options), parse_loadgen)
+
+
+def run_loads_together(
+    urls_and_ids: Sequence[tuple[str, str]],
+    *,
+    wrk: str | None,
+    connections: int,
+    seconds: float | None = None,
+    requests: int | None = None,
+) -> list[LoadResult]:
+    """Load several URLs at once (one wrk or loadgen process each, all on the load core).
+
+    ``urls_and_ids`` pairs each URL with its run id, which keeps every ``messageId`` unique.
+    wrk needs ``seconds``; the load generator takes ``requests`` or ``seconds``.
+    """
+    commands: list[list[str]] = []
+    for url, run_id in urls_and_ids:
+        if wrk and seconds is not None and requests is None:
+            cmd = wrk_command(wrk, url, seconds=seconds, connections=connections, run_id=run_id)
+        else:
+            cmd = loadgen_command(
+                url, seconds=seconds, requests=requests, connections=connections, run_id=run_id
+            )
+        commands.append(cmd)
+    processes = [_spawn(cmd, LOAD_CPU) for cmd in commands]
+    outputs = [p.communicate() for p in processes]
+    results = []
+    for cmd, process, (out, err) in zip(commands, processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed (exit {process.returncode}): {err}")
+        results.append(parse_wrk(out) if cmd[0] == wrk else parse_loadgen(out))
+    return results
 
 
 def run_module_json(module: str, args: Sequence[str], *, cpu: int = LOAD_CPU) -> dict[str, Any]:
@@ -290,3 +346,94 @@ def run_module_json(module: str, args: Sequence[str], *, cpu: int = LOAD_CPU) ->
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+# --- redis-server -------------------------------------------------------------------------------
+
+
+def find_redis_server() -> str | None:
+    """The ``redis-server`` binary, found as the Redis tests find it.
+
+    ``ULTIMATE_ASYNC_REDIS_SERVER`` names another binary; an empty value pretends there is none.
+    """
+    override = os.environ.get("ULTIMATE_ASYNC_REDIS_SERVER")
+    if override is not None:
+        return shutil.which(override) if override else None
+    found = shutil.which("redis-server")
+    if found is None and os.path.exists("/usr/bin/redis-server"):
+        found = "/usr/bin/redis-server"
+    return found
+
+
+@dataclass
+class RedisProcess(Process):
+    """A throwaway ``redis-server`` we started (no persistence), stopped by its PID."""
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self, *words: str) -> bytes:
+        """Send one inline command and return the raw first reply line (for checks)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(" ".join(words).encode() + b"\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.strip()
+
+    def count_keys(self, pattern: str) -> int:
+        """How many keys match ``pattern`` (SCAN, so the server never blocks long)."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            return sum(1 for _ in client.scan_iter(match=pattern, count=10_000))
+        finally:
+            client.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def redis_server(binary: str, *, cpu: int = LOAD_CPU) -> Iterator[RedisProcess]:
+    """Start ``redis-server`` on a free local port (pinned to ``cpu``); stop it afterwards.
+
+    It runs on the load core by default: in production Redis is another machine, and the
+    receivers under test keep their core to themselves.
+    """
+    for _attempt in range(3):  # the probed port may be taken before redis binds it
+        port = _free_port()
+        options = ["--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "no"]
+        process = subprocess.Popen(
+            [binary, *options, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=_pinner(cpu),
+        )
+        redis = RedisProcess(process, port)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if redis.command("PING") == b"+PONG":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.02)
+        else:
+            _stop(process)
+            continue
+        try:
+            yield redis
+        finally:
+            _stop(process)
+        return
+    raise RuntimeError("could not start redis-server on a free port")

@@ -13,6 +13,7 @@ import json
 import time
 
 from benchmarks.payloads import CONVERSATIONS, SECRET, send_message_body
+from benchmarks.servers._common import run_coroutine
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -103,13 +104,7 @@ def main() -> None:
         conversations=args.conversations,
         run_id=args.run_id,
     )
-    if args.uvloop:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result = runner.run(coro)
-    else:
-        result = asyncio.run(coro)
+    result = run_coroutine(coro, use_uvloop=args.uvloop)
     print(json.dumps(result), flush=True)
 
 

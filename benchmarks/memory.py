@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from benchmarks.payloads import SECRET
+from benchmarks.servers._common import parse_loop_args, run_coroutine
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TEMPLATE = (
@@ -179,13 +180,7 @@ def main() -> None:
     parser.add_argument(
         "--no-dedup", action="store_true", help="dedup=None: isolate per-conversation state"
     )
-    parser.add_argument("--uvloop", action="store_true")
-    parser.add_argument("--no-speed", action="store_true", help="hide orjson and uvloop")
-    args = parser.parse_args()
-    if args.no_speed:
-        from benchmarks.servers._common import block_speed_extras
-
-        block_speed_extras()
+    args = parse_loop_args(parser)
     if args.phase == "register":
         coro = measure_register(args.conversations)
     else:
@@ -196,13 +191,7 @@ def main() -> None:
             args.profile,
             dedup=not args.no_dedup,
         )
-    if args.uvloop:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result = runner.run(coro)
-    else:
-        result = asyncio.run(coro)
+    result = run_coroutine(coro, use_uvloop=args.uvloop)
     result["orjson"] = sys.modules.get("orjson") is not None
     print(json.dumps(result), flush=True)
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from benchmarks.payloads import SECRET
+from benchmarks.servers._common import parse_loop_args, run_coroutine
 
 _TEMPLATE = (
     '{"botId":"618a30beee4e8e87d2f94015","channel":"chat","data":{'
@@ -162,20 +163,8 @@ async def measure(n: int) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=50_000)
-    parser.add_argument("--uvloop", action="store_true")
-    parser.add_argument("--no-speed", action="store_true", help="hide orjson and uvloop")
-    args = parser.parse_args()
-    if args.no_speed:
-        from benchmarks.servers._common import block_speed_extras
-
-        block_speed_extras()
-    if args.uvloop:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            rows = runner.run(measure(args.n))
-    else:
-        rows = asyncio.run(measure(args.n))
+    args = parse_loop_args(parser)
+    rows = run_coroutine(measure(args.n), use_uvloop=args.uvloop)
     width = max(len(name) for name, _ in rows)
     for name, us in rows:
         print(f"{name:<{width}}  {us:7.2f} us")

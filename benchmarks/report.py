@@ -264,6 +264,7 @@ def render(
     memory: dict[str, Any],
     ask: dict[str, Any],
     machine: dict[str, Any],
+    replicas: dict[str, Any] | None = None,
 ) -> str:
     lines: list[str] = [f"## Results ({settings.mode} mode, {machine['date']})", ""]
     v = machine["versions"]
@@ -415,6 +416,10 @@ def render(
         ]
         lines += _table(["variant", "p50 ms", "CPU us/ask", "p50 ratio"], rows)
         lines.append("")
+    if replicas:
+        from benchmarks.replicas import render as render_replicas
+
+        lines += render_replicas(replicas)
     targets = evaluate_targets(settings, receivers, clients, memory, ask)
     if targets:
         lines += ["### Targets (issue #5)", ""]

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import harness, report
+from benchmarks import harness, replicas, report
 from benchmarks.variants import (
     CLIENT_BASELINE,
     CLIENTS,
@@ -325,8 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator")
     parser.add_argument(
         "--only",
-        default="receiver,client,memory,ask",
-        help="comma-separated sections: receiver, client, memory, ask",
+        default="receiver,client,memory,ask,replicas",
+        help="comma-separated sections: receiver, client, memory, ask, replicas",
     )
     parser.add_argument("--variants", default="", help="comma-separated variant keys to run")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="where to write results")
@@ -367,16 +367,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ask: dict[str, Any] = {}
     if "ask" in sections:
         ask = bench_ask(settings)
+    replicas_result: dict[str, Any] = {}
+    if "replicas" in sections:
+        _log(f"replicas benchmark ({settings.mode})")
+        replicas_result = replicas.bench_replicas(settings)
     machine["loadavg_end"] = report.loadavg()
     machine["wall_seconds"] = round(time.time() - started, 1)
 
-    text = report.render(settings, receivers, clients, memory, ask, machine)
+    text = report.render(settings, receivers, clients, memory, ask, machine, replicas_result)
     print(text)
     results.update(
         receivers=[report.run_dict(r) for r in receivers],
         clients=[report.run_dict(r) for r in clients],
         memory=memory,
         ask=ask,
+        replicas=replicas_result,
         targets=report.targets_dict(settings, receivers, clients, memory, ask),
     )
     args.output.mkdir(parents=True, exist_ok=True)
@@ -384,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.output / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     _log(f"written {args.output / 'latest.md'} and latest.json")
     failed = [r for r in (*receivers, *clients) if r.problem]
-    if failed or memory.get("problem") or ask.get("problem"):
+    if failed or memory.get("problem") or ask.get("problem") or replicas_result.get("problem"):
         return 1
     return 0
 

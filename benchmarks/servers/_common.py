@@ -1,4 +1,8 @@
-"""Shared plumbing of the receiver scripts: arguments, loop choice, the READY line, /stats."""
+"""Shared plumbing of the receiver scripts: arguments, loop choice, the READY line, /stats.
+
+A server script only builds what it measures -- ``make_app(stats)`` returning an aiohttp app with
+its handler -- and ends with ``serve_main(make_app, __doc__)``; everything else lives here.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,32 @@ import asyncio
 import gc
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+T = TypeVar("T")
 
 
 class Stats:
-    """Counters the harness reads after a run to prove the handler path actually executed."""
+    """Counters the harness reads after a run to prove the handler path actually executed.
 
-    __slots__ = ("acked", "handled")
+    ``extra`` holds counters specific to one server (reported as they are).
+    """
+
+    __slots__ = ("acked", "extra", "handled")
 
     def __init__(self) -> None:
         self.acked = 0
         self.handled = 0
+        self.extra: dict[str, Any] = {}
 
     def as_dict(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         return {
+            **self.extra,
             "acked": self.acked,
             "handled": self.handled,
             "loop": f"{type(loop).__module__}.{type(loop).__name__}",
@@ -31,20 +45,34 @@ class Stats:
         }
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(
+    description: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The options every server takes (plus ``add_arguments``'s own); applies ``--no-speed``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
+    parser.add_argument("--profile", default=None, help="write a cProfile of the run to this file")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parse_loop_args(parser)
+    if args.profile:
+        _PROFILE[0] = args.profile
+    return args
+
+
+def parse_loop_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add ``--uvloop`` and ``--no-speed``, parse, and apply ``--no-speed`` at once.
+
+    Every benchmark process takes these two; call this before importing the code under test.
+    """
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     parser.add_argument(
         "--no-speed",
         action="store_true",
         help="make orjson and uvloop unimportable, as if the speed extra were not installed",
     )
-    parser.add_argument("--profile", default=None, help="write a cProfile of the run to this file")
     args = parser.parse_args()
-    if args.profile:
-        _PROFILE[0] = args.profile
     if args.no_speed:
         block_speed_extras()
     return args
@@ -79,13 +107,17 @@ def run(main: Callable[[], Coroutine[Any, Any, None]], *, use_uvloop: bool) -> N
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]], *, use_uvloop: bool) -> None:
+    run_coroutine(main(), use_uvloop=use_uvloop)
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T], *, use_uvloop: bool) -> T:
+    """``asyncio.run(coro)``, on uvloop when asked."""
     if use_uvloop:
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main())
-    else:
-        asyncio.run(main())
+            return runner.run(coro)
+    return asyncio.run(coro)
 
 
 async def wait_for_signal() -> None:
@@ -120,7 +152,7 @@ async def serve_aiohttp(app: Any, host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def stats_route(stats: Stats) -> Any:
+def stats_route(stats: Stats) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A ``GET /stats`` aiohttp handler."""
     from aiohttp import web
 
@@ -128,3 +160,34 @@ def stats_route(stats: Stats) -> Any:
         return web.json_response(stats.as_dict())
 
     return handler
+
+
+def post_app(
+    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.Application:
+    """An aiohttp app serving ``handler`` for ``POST path`` and nothing else."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post(path, handler)
+    return app
+
+
+def serve_main(make_app: Callable[[Stats], web.Application], description: str | None) -> None:
+    """The whole life of a server script: parse the common options, serve until signalled."""
+    serve(make_app, parse_args(description or ""))
+
+
+def serve(make_app: Callable[[Stats], web.Application], args: argparse.Namespace) -> None:
+    """Serve ``make_app(stats)`` plus ``GET /stats`` as ``args`` say, until SIGTERM/SIGINT.
+
+    ``make_app`` runs inside the loop, after ``--no-speed`` took effect (``parse_args``).
+    """
+    stats = Stats()
+
+    async def main() -> None:
+        app = make_app(stats)
+        app.router.add_get("/stats", stats_route(stats))
+        await serve_aiohttp(app, args.host, args.port)
+
+    run(main, use_uvloop=args.uvloop)

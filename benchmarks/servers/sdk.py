@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from benchmarks.payloads import PATH, SECRET
-from benchmarks.servers._common import Stats, parse_args, run, serve_aiohttp, stats_route
+from benchmarks.servers._common import Stats, serve_main
 
 
 def make_app(stats: Stats) -> web.Application:
@@ -28,19 +28,8 @@ def make_app(stats: Stats) -> web.Application:
 
     app = web.Application()
     setup_webhook(app, receiver, path=PATH)
-    app.router.add_get("/stats", stats_route(stats))
     return app
 
 
-def main() -> None:
-    args = parse_args(__doc__ or "")
-    stats = Stats()
-
-    async def serve() -> None:
-        await serve_aiohttp(make_app(stats), args.host, args.port)
-
-    run(serve, use_uvloop=args.uvloop)
-
-
 if __name__ == "__main__":
-    main()
+    serve_main(make_app, __doc__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from benchmarks.servers._common import Stats, parse_args, run, serve_aiohttp, stats_route
+from benchmarks.servers._common import Stats, post_app, serve_main
 
 
 def make_app(stats: Stats) -> web.Application:
@@ -16,21 +16,8 @@ def make_app(stats: Stats) -> web.Application:
         stats.handled += 1
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", accept)
-    app.router.add_get("/stats", stats_route(stats))
-    return app
-
-
-def main() -> None:
-    args = parse_args(__doc__ or "")
-    stats = Stats()
-
-    async def serve() -> None:
-        await serve_aiohttp(make_app(stats), args.host, args.port)
-
-    run(serve, use_uvloop=args.uvloop)
+    return post_app("/{tail:.*}", accept)
 
 
 if __name__ == "__main__":
-    main()
+    serve_main(make_app, __doc__)

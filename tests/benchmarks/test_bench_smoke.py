@@ -9,12 +9,13 @@ end, and that the report is produced. Tiny loads, the Python load generator (no 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks import harness, run
+from benchmarks import harness, replicas, run
 from benchmarks.variants import CLIENTS, RECEIVERS, Variant, missing_modules
 
 REQUESTS = 20
@@ -142,6 +143,38 @@ def test_run_writes_a_report(tmp_path: Path) -> None:
     assert "### Targets (issue #5)" in report
     assert [r["key"] for r in data["receivers"]] == ["bare", "sdk"]
     assert all(r["handled"] >= r["requests"] > 0 for r in data["receivers"])
+
+
+def test_replicas_route_through_redis_and_report_the_ratio(tmp_path: Path) -> None:
+    """Issue #6 row: both replicas claim in Redis, B's half is forwarded to A, all handled."""
+    problem = replicas.redis_problem()
+    if problem:
+        if os.environ.get("ULTIMATE_ASYNC_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{problem}; ULTIMATE_ASYNC_REQUIRE_REDIS=1 requires the Redis benchmark")
+        pytest.skip(problem)
+    code = run.main(["--smoke", "--only", "replicas", "--output", str(tmp_path)])
+    report = (tmp_path / "latest.md").read_text()
+    data = json.loads((tmp_path / "latest.json").read_text())["replicas"]
+    each = run.MODES["smoke"].smoke_requests
+    checks = data["checks"]
+    assert code == 0, data.get("problem")
+    assert checks["baseline_handled"] == checks["baseline_requests"] == 2 * each
+    assert checks["replicas_handled"] == checks["replicas_requests"] == 2 * each
+    assert checks["forwarded_in"] == checks["posted_to_b"] == each
+    assert checks["dedup_claims"] == 2 * each  # every delivery to the pair claimed in Redis
+    assert checks["catch_all"] == 0
+    assert data["ratio"] > 0
+    assert "### Replicas (issue #6)" in report
+
+
+def test_replicas_without_redis_server_is_skipped_with_a_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ULTIMATE_ASYNC_REDIS_SERVER", "")  # pretend there is no binary
+    code = run.main(["--smoke", "--only", "replicas", "--output", str(tmp_path)])
+    report = (tmp_path / "latest.md").read_text()
+    assert code == 0  # a missing binary is not a failed benchmark
+    assert f"Skipped: {replicas.REDIS_MISSING}." in report
 
 
 def test_parse_wrk_output() -> None:
