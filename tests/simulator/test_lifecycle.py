@@ -53,14 +53,17 @@ async def test_shutdown_cancels_stalled_deliveries_without_warnings(
 
 async def test_wait_idle_times_out_when_deliveries_stall(recorder: Any, make_sim: Any) -> None:
     never = asyncio.Event()
+    in_flight = asyncio.Event()
 
     async def stall(delivery: Any) -> web.Response | None:
+        in_flight.set()
         await never.wait()
         return None
 
     recorder.hook = stall
     sim = await make_sim(webhook_url=recorder.url)
     task = asyncio.create_task(sim.push_message("x", "hi"))
+    await in_flight.wait()  # the delivery is under way and will never finish
     with pytest.raises(TimeoutError):
         await sim.wait_idle(timeout=0.05)
     task.cancel()
