@@ -36,6 +36,14 @@ RECEIVERS: tuple[Variant, ...] = (
             needs=("orjson",), sdk=True),
     Variant("sdk_speed", "SDK pipeline + speed extra (uvloop, orjson)", "benchmarks.servers.sdk",
             ("--uvloop",), needs=("orjson", "uvloop"), sdk=True),
+    # The same pipeline served by the standalone WebhookServer (aiohttp's low-level server)
+    # rather than setup_webhook in an aiohttp.web.Application (the "sdk*" rows above).
+    Variant("server", "SDK WebhookServer, no speed extra", "benchmarks.servers.sdk_server",
+            ("--no-speed",), sdk=True),
+    Variant("server_orjson", "SDK WebhookServer, orjson, default loop",
+            "benchmarks.servers.sdk_server", needs=("orjson",), sdk=True),
+    Variant("server_speed", "SDK WebhookServer + speed extra (uvloop, orjson)",
+            "benchmarks.servers.sdk_server", ("--uvloop",), needs=("orjson", "uvloop"), sdk=True),
 )  # fmt: skip
 
 CLIENT_BASELINE = "raw"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
+
+from .. import _loop
 
 __all__ = [
     "EXIT_FAILURE",
@@ -46,30 +46,12 @@ def usage(message: str) -> NoReturn:
 
 def run(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run ``coro`` on uvloop when it is installed (the ``speed`` extra), else on asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+    return _loop.run(coro)
 
 
 async def wait_for_signal() -> None:
     """Return on Ctrl-C or SIGTERM, so a server command can shut down cleanly."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
-            pass
-    try:
-        await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    await _loop.wait_for_signal()
 
 
 def one_line(error: BaseException) -> str:

@@ -1,8 +1,10 @@
 """Serve a :class:`WebhookReceiver` with aiohttp: embed it, or run a small server.
 
 The adapter is deliberately thin: read the body, call :meth:`WebhookReceiver.handle`, copy the
-answer onto a ``web.Response``.  Only ``POST`` delivers (other methods get 405 from aiohttp's
-router); a ``GET`` on the path answers a small health JSON.
+answer onto a ``web.Response``.  Only ``POST`` delivers (other methods get 405); a ``GET`` on the
+path answers a small health JSON.  :func:`setup_webhook` adds these routes to your
+``aiohttp.web.Application``; :class:`WebhookServer` serves them on aiohttp's low-level server
+(``_lowlevel.py``), which skips the application layer it does not need.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..converter import dumps
+from .._loop import run, wait_for_signal
+from ._lowlevel import WebhookHandler, health_response, too_large
 from .receiver import WebhookReceiver
-from .response import TOO_LARGE
 
 __all__ = ["WebhookServer", "setup_webhook"]
 
@@ -38,10 +40,6 @@ async def _read_capped(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _too_large() -> web.Response:
-    return web.Response(body=TOO_LARGE.body, status=413, content_type=TOO_LARGE.content_type)
-
-
 def _handlers(receiver: WebhookReceiver) -> tuple[_Handler, _Handler]:
     handle = receiver.handle
     limit = receiver.max_body_size
@@ -50,20 +48,16 @@ def _handlers(receiver: WebhookReceiver) -> tuple[_Handler, _Handler]:
         try:
             body = await _read_capped(request, limit)
         except web.HTTPRequestEntityTooLarge:  # the app's own client_max_size is smaller
-            return _too_large()
+            return too_large()
         if body is None:
-            return _too_large()
+            return too_large()
         answer = await handle(body, request.headers, path_token=request.match_info.get("token"))
         return web.Response(
             body=answer.body, status=answer.status, content_type=answer.content_type
         )
 
     async def health(request: web.Request) -> web.StreamResponse:
-        closing = receiver.closing
-        payload = {"status": "closing" if closing else "ok", "pending": receiver.pending}
-        return web.Response(
-            body=dumps(payload), status=503 if closing else 200, content_type="application/json"
-        )
+        return health_response(receiver)
 
     return post, health
 
@@ -99,6 +93,12 @@ class WebhookServer:
     ``port=0`` binds any free port; :attr:`url` is the full URL to paste into the dashboard
     (including the token segment for ``UrlToken``).  Leaving the block closes the receiver
     (stop accepting with 503, drain, cancel the rest) and then the server.
+
+    It runs on aiohttp's low-level server (``aiohttp.web.Server``: aiohttp's C HTTP parser,
+    keep-alive, pipelining and limits, without the application/router/middleware layer), which
+    makes the HTTP side about a quarter cheaper per request than an ``aiohttp.web`` app; it
+    answers exactly what :func:`setup_webhook` answers.  :meth:`run` is the blocking entry
+    point for scripts; it runs on uvloop when that is installed (the ``speed`` extra).
     """
 
     def __init__(
@@ -115,10 +115,8 @@ class WebhookServer:
         self.port = port
         self.path = path
         self.shutdown_timeout = shutdown_timeout
-        # Keep aiohttp's own cap just above ours, so ours answers first with our body.
-        self.app = web.Application(client_max_size=receiver.max_body_size + 1)
-        setup_webhook(self.app, receiver, path)
-        self._runner: web.AppRunner | None = None
+        self._handler = WebhookHandler(receiver, path)
+        self._runner: web.ServerRunner | None = None
         self._url: str | None = None
         self._stopped: asyncio.Event | None = None
 
@@ -135,7 +133,8 @@ class WebhookServer:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        server = web.Server(self._handler, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -169,6 +168,35 @@ class WebhookServer:
                 await runner.cleanup()
             if self._stopped is not None:
                 self._stopped.set()
+
+    def run(
+        self,
+        *,
+        use_uvloop: bool | None = None,
+        announce: Callable[[str], object] | None = print,
+    ) -> None:
+        """Serve until Ctrl-C or SIGTERM, then shut down gracefully: the entry point for scripts.
+
+        Like ``aiohttp.web.run_app`` it blocks and runs its own event loop, on uvloop when that
+        is installed (``pip install "ultimate_async[speed]"``; ``use_uvloop=False`` opts out,
+        ``True`` requires it).  ``announce`` is called with one line naming the URL once
+        serving (``None``: silent).  Inside a running loop use ``async with`` instead.
+        """
+        run(self._serve_until_signal(announce), use_uvloop=use_uvloop)
+
+    async def _serve_until_signal(self, announce: Callable[[str], object] | None) -> None:
+        async with self:
+            if announce is not None:
+                announce(f"serving webhooks on {self.url} (Ctrl-C to stop)")
+            assert self._stopped is not None
+            signalled = asyncio.ensure_future(wait_for_signal())
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait((signalled, stopped), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (signalled, stopped):
+                    task.cancel()
+                await asyncio.gather(signalled, stopped, return_exceptions=True)
 
     async def __aenter__(self) -> WebhookServer:
         await self.start()
