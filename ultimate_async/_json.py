@@ -46,19 +46,35 @@ def loads(data: bytes | str) -> Any:
     return _stdlib_loads(data)
 
 
-#: Where a lone UTF-16 surrogate could come from: a ``\\uD800``-``\\uDFFF`` escape, or (bytes
-#: are decoded with ``surrogatepass``) a CESU-style ``ED A0..BF`` sequence.
-_SURROGATE_HINT_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-_SURROGATE_HINT_STR = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+#: One decoder for every call: ``json.loads(data, parse_constant=...)`` would build a new
+#: ``JSONDecoder`` (and its scanner) per call, about as costly as decoding a webhook.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+#: Where a lone UTF-16 surrogate could come from in the decoded text: a ``\\uD800``-``\\uDFFF``
+#: escape, or a surrogate code point (bytes are decoded with ``surrogatepass``, as json.loads does).
+_SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _stdlib_loads(data: bytes | str) -> Any:
+    """``json.loads`` semantics (encoding detection, ``surrogatepass``, BOM refusal) plus ours."""
+    if type(data) is bytes and data[:2] == b'{"':  # a JSON object in UTF-8: no detection needed
+        text = data.decode("utf-8", "surrogatepass")
+    elif isinstance(data, str):
+        if data.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+        text = data
+    elif isinstance(data, bytes | bytearray):
+        text = data.decode(json.detect_encoding(data), "surrogatepass")
+    else:
+        kind = type(data).__name__
+        raise TypeError(f"the JSON object must be str, bytes or bytearray, not {kind}")
     try:
-        value = json.loads(data, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    hint = _SURROGATE_HINT_BYTES if isinstance(data, bytes) else _SURROGATE_HINT_STR
-    if hint.search(data):  # type: ignore[arg-type]  # the pattern matches the data's type
+    # Both membership tests are O(1) or memchr-fast; the regex only runs on bodies with an
+    # escape or non-ASCII text, and the full walk only when a surrogate may be there.
+    if ("\\" in text or not text.isascii()) and _SURROGATE_HINT.search(text):
         _refuse_lone_surrogates(value)
     return value
 

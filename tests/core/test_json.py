@@ -48,8 +48,9 @@ def test_stdlib_path_encodes_compact_utf8() -> None:
         b'{"data":{"text":"x\\uDFFFy"}}',
         b'{"\\ud83d":1}',
         b'{"text":"\xed\xa0\x80"}',
+        '{"text":"\\ud800"}'.encode("utf-16"),  # the escape is found in any encoding
     ],
-    ids=["escape", "low-escape", "in-key", "cesu-bytes"],
+    ids=["escape", "low-escape", "in-key", "cesu-bytes", "utf16-escape"],
 )
 def test_stdlib_path_refuses_lone_surrogates(body: bytes) -> None:
     """orjson refuses them; strings holding them cannot be encoded again (e.g. to forward)."""

@@ -39,14 +39,18 @@ class KeyedExecutor(Generic[T]):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self._runner = runner
-        self._semaphore = asyncio.Semaphore(max_concurrency)
         self.max_concurrency = max_concurrency
         self._queues: dict[str, deque[_Entry[T]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Worker tasks by id() of the queue they run (alive as long as its worker).
+        self._tasks: dict[int, asyncio.Task[None]] = {}
         self._loose_waiters: set[asyncio.Future[bool]] = set()
         self._pending = 0
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The concurrency cap: a counter, and the workers waiting for a slot (FIFO).  A freed
+        # slot passes straight to the first waiter, so a newcomer can never overtake it.
+        self._running = 0
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def pending(self) -> int:
@@ -68,63 +72,86 @@ class KeyedExecutor(Generic[T]):
             if waiter is not None:
                 self._loose_waiters.add(waiter)
                 waiter.add_done_callback(self._loose_waiters.discard)
-            self._spawn(self._run_one(item, waiter))
-            return
-        queue = self._queues.get(key)
-        if queue is not None:
-            queue.append((item, waiter))
-            return
-        queue = deque(((item, waiter),))
-        self._queues[key] = queue
-        self._spawn(self._work(key, queue))
+            queue: deque[_Entry[T]] = deque(((item, waiter),))
+        else:
+            queue_or_none = self._queues.get(key)
+            if queue_or_none is not None:
+                queue_or_none.append((item, waiter))
+                return
+            queue = deque(((item, waiter),))
+            self._queues[key] = queue
+        self._tasks[id(queue)] = loop.create_task(self._work(key, queue))
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Asyncio primitives belong to one loop; start fresh when an idle executor moves."""
         if self._pending:
             raise RuntimeError("a webhook receiver cannot serve two event loops at once")
         self._loop = loop
-        self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        self._running = 0
+        self._slot_waiters.clear()
         self._idle = None
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run_one(self, item: T, waiter: asyncio.Future[bool] | None) -> None:
-        ok = False
+    async def _wait_for_slot(self) -> None:
+        assert self._loop is not None
+        slot = self._loop.create_future()
+        self._slot_waiters.append(slot)
         try:
-            async with self._semaphore:
-                ok = await self._runner(item)
+            await slot
         except asyncio.CancelledError:
-            if waiter is not None and not waiter.done():
-                waiter.cancel()
-            raise
-        except Exception:
-            log.exception("webhook job failed outside its handler")
-        finally:
-            self._pending -= 1
-            if self._pending == 0 and self._idle is not None:
-                self._idle.set()
-        if waiter is not None and not waiter.done():
-            waiter.set_result(ok)
+            if slot.done() and not slot.cancelled():  # handed a slot, then cancelled
+                self._free_slot()
+            raise  # a cancelled waiter left in the queue is skipped by _free_slot()
 
-    async def _work(self, key: str, queue: deque[_Entry[T]]) -> None:
+    def _free_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            slot = waiters.popleft()
+            if not slot.done():
+                slot.set_result(None)  # the slot passes on: _running stays the same
+                return
+        self._running -= 1
+
+    async def _work(self, key: str | None, queue: deque[_Entry[T]]) -> None:
+        """One worker per busy conversation (or per loose job): runs its queue to the end."""
+        runner = self._runner
         try:
             while queue:
                 item, waiter = queue[0]
-                await self._run_one(item, waiter)
+                ok = False
+                try:
+                    if self._running < self.max_concurrency:
+                        self._running += 1
+                    else:
+                        await self._wait_for_slot()
+                    try:
+                        ok = await runner(item)
+                    finally:
+                        self._free_slot()
+                except asyncio.CancelledError:
+                    if waiter is not None and not waiter.done():
+                        waiter.cancel()
+                    raise
+                except Exception:
+                    log.exception("webhook job failed outside its handler")
+                finally:
+                    self._pending -= 1
+                    if self._pending == 0 and self._idle is not None:
+                        self._idle.set()
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(ok)
                 queue.popleft()
         finally:
             # No await between the empty check and this delete: a later submit() for the key
             # either found the queue (and was run above) or will start a fresh worker.
-            if self._queues.get(key) is queue:
+            if key is not None and self._queues.get(key) is queue:
                 del self._queues[key]
             if queue:  # cancelled: the rest will never run
                 self._discard(queue)
+            # (not asyncio.current_task(): on 3.11 every lookup of the running loop is a getpid())
+            self._tasks.pop(id(queue), None)
 
     def _discard(self, queue: deque[_Entry[T]]) -> None:
-        # The head entry was already accounted for by _run_one's finally.
+        # The head entry was already accounted for above.
         queue.popleft()
         for _, waiter in queue:
             self._pending -= 1
@@ -151,11 +178,14 @@ class KeyedExecutor(Generic[T]):
     async def cancel_all(self) -> int:
         """Cancel every queued and running job; returns how many there were."""
         left = self._pending
-        tasks = list(self._tasks)
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Those cancelled before their first step never removed themselves.
+            for queue_id in [k for k, task in self._tasks.items() if task.done()]:
+                del self._tasks[queue_id]
         # Tasks cancelled before their first step never ran their cleanup: finish it here.
         waiters = [w for queue in self._queues.values() for _, w in queue if w is not None]
         waiters.extend(self._loose_waiters)
@@ -164,6 +194,8 @@ class KeyedExecutor(Generic[T]):
                 waiter.cancel()
         self._queues.clear()
         self._pending = 0
+        self._running = 0
+        self._slot_waiters.clear()
         if self._idle is not None:
             self._idle.set()
         return left

@@ -55,6 +55,7 @@ class _Closable(Protocol):
 AckMode = Literal["on_receive", "after_handler"]
 
 _EMPTY_HEADERS: Final = CIMultiDictProxy(CIMultiDict[str]())
+_CI_HEADERS: Final = (CIMultiDictProxy, CIMultiDict)
 
 #: (handler, event, context) - one unit of work in a conversation's queue.
 _Job = tuple[Callable[..., Awaitable[Any]], Webhook, EventContext]
@@ -397,7 +398,7 @@ class WebhookReceiver(Router):
             return r.CLOSING
         if len(body) > self.max_body_size:
             return r.TOO_LARGE
-        if not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        if type(headers) is not CIMultiDictProxy and not isinstance(headers, _CI_HEADERS):
             headers = CIMultiDictProxy(CIMultiDict(headers))
         try:
             self.verifier.verify(body, headers, path_token=path_token)
@@ -465,7 +466,15 @@ class WebhookReceiver(Router):
                 return r.BACKEND_UNAVAILABLE
             if forwarded:
                 return r.ACK
-        return await self._dispatch(kind, event, ctx, key)
+        if self._after:
+            return await self._dispatch(kind, event, ctx, key)
+        # ack="on_receive", inlined: the hot path of every notification
+        handler = self._notification_handler(kind, conversation_id)
+        if handler is None:
+            log.debug("no handler for a %s event (conversation %s)", kind, conversation_id)
+        else:
+            self._executor.submit(conversation_id, (handler, event, ctx))
+        return r.ACK
 
     async def _forget(self, key: str | None) -> None:
         if key is None or self.dedup is None:
