@@ -426,17 +426,7 @@ class WebhookReceiver(Router):
         requested = kind in REQUEST_KINDS
         dedup = self.dedup
         key = None if requested or dedup is None else self.dedup_key(raw)
-        bot_id = raw.get("botId")
-        ctx = EventContext(
-            conversation_id,
-            bot_id if type(bot_id) is str else None,
-            datetime.now(UTC),
-            key,
-            headers,
-            raw,
-            self.session,
-            kind,
-        )
+        ctx = self._context(conversation_id, raw, key, headers, kind)
         if key is not None:
             assert dedup is not None
             try:
@@ -466,15 +456,14 @@ class WebhookReceiver(Router):
                 return r.BACKEND_UNAVAILABLE
             if forwarded:
                 return r.ACK
-        if self._after:
-            return await self._dispatch(kind, event, ctx, key)
-        # ack="on_receive", inlined: the hot path of every notification
         handler = self._notification_handler(kind, conversation_id)
         if handler is None:
             log.debug("no handler for a %s event (conversation %s)", kind, conversation_id)
-        else:
+            return r.ACK
+        if not self._after:  # ack="on_receive": the hot path of every notification
             self._executor.submit(conversation_id, (handler, event, ctx))
-        return r.ACK
+            return r.ACK
+        return await self._run_before_ack(handler, event, ctx, key)
 
     async def _forget(self, key: str | None) -> None:
         if key is None or self.dedup is None:
@@ -497,19 +486,16 @@ class WebhookReceiver(Router):
                 return registration.handler
         return handlers.get((kind, None, None))
 
-    async def _dispatch(
-        self, kind: str, event: Webhook, ctx: EventContext, key: str | None
+    async def _run_before_ack(
+        self,
+        handler: Callable[..., Awaitable[Any]],
+        event: Webhook,
+        ctx: EventContext,
+        key: str | None,
     ) -> WebhookResponse:
-        conversation_id = ctx.platform_conversation_id
-        handler = self._notification_handler(kind, conversation_id)
-        if handler is None:
-            log.debug("no handler for a %s event (conversation %s)", kind, conversation_id)
-            return r.ACK
-        if not self._after:
-            self._executor.submit(conversation_id, (handler, event, ctx))
-            return r.ACK
+        """``ack="after_handler"``: queue in conversation order, answer once the handler ran."""
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._executor.submit(conversation_id, (handler, event, ctx), waiter)
+        self._executor.submit(ctx.platform_conversation_id, (handler, event, ctx), waiter)
         try:
             ok = await waiter
         except asyncio.CancelledError:
@@ -534,9 +520,36 @@ class WebhookReceiver(Router):
             except Exception:
                 log.debug("could not forward a request's observation copy", exc_info=True)
             return
+        self._observe_here(conversation_id, event, ctx)
+
+    def _observe_here(self, conversation_id: str, event: Webhook, ctx: EventContext) -> None:
+        """Queue a request's copy for this conversation's ``register()``ed observer, if any."""
         registration = self._registrations.get(conversation_id)
         if registration is not None:
             self._executor.submit(conversation_id, (registration.handler, event, ctx))
+
+    def _context(
+        self,
+        conversation_id: str | None,
+        raw: Mapping[str, Any],
+        key: str | None,
+        headers: Mapping[str, str],
+        kind: str,
+        *,
+        forwarded: bool = False,
+    ) -> EventContext:
+        bot_id = raw.get("botId")
+        return EventContext(
+            conversation_id,
+            bot_id if type(bot_id) is str else None,
+            datetime.now(UTC),
+            key,
+            headers,
+            raw,
+            self.session,
+            kind,
+            forwarded,
+        )
 
     def _decision_handler(
         self, kind: str, conversation_id: str | None, name: str | None
@@ -668,22 +681,9 @@ class WebhookReceiver(Router):
             log.warning("forwarded event refused: %s", "; ".join(exc.errors))
             return
         kind = KIND_OF[type(event)]
-        bot_id = raw.get("botId")
-        ctx = EventContext(
-            conversation_id,
-            bot_id if type(bot_id) is str else None,
-            datetime.now(UTC),
-            None,
-            _EMPTY_HEADERS,
-            raw,
-            self.session,
-            kind,
-            True,
-        )
+        ctx = self._context(conversation_id, raw, None, _EMPTY_HEADERS, kind, forwarded=True)
         if kind in REQUEST_KINDS:  # the receiving replica answered; we only observe
-            registration = self._registrations.get(conversation_id)
-            if registration is not None:
-                self._executor.submit(conversation_id, (registration.handler, event, ctx))
+            self._observe_here(conversation_id, event, ctx)
             return
         handler = self._notification_handler(kind, conversation_id)
         if handler is None:
