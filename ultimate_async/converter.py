@@ -258,6 +258,9 @@ converter.register_unstructure_hook(UnknownWebhook, lambda event: dict(event.raw
 # line function that accepts only what the cattrs path accepts and builds the same object.  On
 # anything unusual (a wrong type, a missing required field) it gives up, and the cattrs path
 # runs to produce the field-level reasons: the fast path never decides that a body is invalid.
+# Why not a second cattrs converter with detailed_validation=False?  Measured (callgrind, the
+# whole handle() of a sendMessage delivery): 202k instructions against 182k with this path; the
+# per-field hook calls, not the error collection, are what costs.
 
 
 class _NotFast(Exception):
