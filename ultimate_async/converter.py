@@ -29,7 +29,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._json import dumps, loads
+from ._json import loads
 from .errors import PayloadError
 from .models.webhooks import (
     ActionCall,
@@ -54,8 +54,6 @@ from .models.webhooks import (
 __all__ = [
     "CHAT_EVENT_TYPES",
     "converter",
-    "dumps",
-    "loads",
     "parse_webhook",
     "parse_webhook_body",
     "to_wire",

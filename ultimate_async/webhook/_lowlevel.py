@@ -16,7 +16,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from ..converter import dumps
+from .._json import dumps
 from .receiver import WebhookReceiver
 from .response import TOO_LARGE
 

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import attrs
 
-from ..converter import dumps
+from .._json import dumps
 
 __all__ = ["WebhookResponse"]
 
