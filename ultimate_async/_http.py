@@ -272,6 +272,8 @@ class TransportClient:
     """The lifecycle ``Session`` and ``LegacyClient`` share: one :class:`Transport`, opened on
     first use or ``async with``, closed once (a borrowed ``http_session`` never)."""
 
+    __slots__ = ()  # so the subclasses' own __slots__ take effect (no per-instance __dict__)
+
     _transport: Transport
 
     @property

@@ -147,9 +147,8 @@ class Conversation:
     async def _on_event(self, event: Webhook, ctx: EventContext) -> None:
         # The receiver's per-conversation FIFO calls this in arrival order: keep it tiny.
         self._buffer.append(event)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+        if self._waiter is not None:
+            _wake(self._waiter, True)
 
     async def _wait(self, delay: float | None) -> bool:
         """Wait up to ``delay`` seconds (None: forever) for an event; True if one is buffered."""

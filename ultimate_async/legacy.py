@@ -8,18 +8,18 @@ mapping are the same code as ``Session`` (:mod:`ultimate_async._http`).
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from ._http import Transport, TransportClient
-from ._json import dumps
+from ._json import dumps, loads
 from ._retry import RetryPolicy
 from .errors import ConfigurationError, ResponseDecodeError
 from .models.legacy import AutomationReply, IntentsResult, structure_legacy
-from .models.outbound import MetaDataInput, metadata_to_wire, sanitized_values
+from .models.outbound import MetaDataInput, add_metadata, require_nonempty
 
 __all__ = ["LegacyClient"]
 
@@ -28,12 +28,6 @@ T = TypeVar("T")
 DEFAULT_BASE_URL: Final = "https://chat.ultimate.ai"
 _DEFAULT_RETRY: Final = RetryPolicy()
 _AUTOMATION_EVENTS: Final = frozenset({"startSession", "message", "endSession"})
-
-
-def _require(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return value
 
 
 class LegacyClient(TransportClient):
@@ -47,7 +41,14 @@ class LegacyClient(TransportClient):
     ``ConfigurationError`` before sending anything.
     """
 
-    __slots__ = ("_access_token", "_basic", "_transport", "_urls")
+    __slots__ = (
+        "_access_token",
+        "_automation_url",
+        "_basic",
+        "_delete_url",
+        "_intents_url",
+        "_transport",
+    )
 
     def __init__(
         self,
@@ -90,10 +91,9 @@ class LegacyClient(TransportClient):
             connector_limit=connector_limit,
             secrets=tuple(s for s in (basic_token, password, access_token) if s),
         )
-        self._urls = {
-            path: self._transport.url(path)
-            for path in ("/api/v2/automation", "/api/intents", "/api/gdpr/delete-user-data")
-        }
+        self._automation_url = self._transport.url("/api/v2/automation")
+        self._intents_url = self._transport.url("/api/intents")
+        self._delete_url = self._transport.url("/api/gdpr/delete-user-data")
 
     @property
     def base_url(self) -> str:
@@ -114,49 +114,47 @@ class LegacyClient(TransportClient):
         ``event_type`` is ``"startSession"``, ``"message"`` (needs ``text``) or ``"endSession"``.
         """
         body: dict[str, Any] = {
-            "botId": _require("bot_id", bot_id),
-            "conversationId": _require("conversation_id", conversation_id),
-            "eventType": _require("event_type", event_type),
+            "botId": require_nonempty("bot_id", bot_id),
+            "conversationId": require_nonempty("conversation_id", conversation_id),
+            "eventType": require_nonempty("event_type", event_type),
         }
         if event_type not in _AUTOMATION_EVENTS:
             raise ValueError(
                 f"event_type must be one of {sorted(_AUTOMATION_EVENTS)}, got {event_type!r}"
             )
         if event_type == "message":
-            body["text"] = _require("text", text)
+            body["text"] = require_nonempty("text", text)
         elif text is not None:
             body["text"] = text
-        hidden: list[str] = []
+        hidden: Sequence[str] = ()
         if metadata is not None:
-            wire = body["metaData"] = metadata_to_wire(metadata)
-            hidden = sanitized_values(wire)
+            hidden = add_metadata(body, "metaData", metadata)
         auth = self._require_basic("automation")
-        raw = await self._call("/api/v2/automation", body, auth, redact=hidden)
-        return self._decode(raw, AutomationReply, "/api/v2/automation")
+        return await self._call(self._automation_url, body, auth, AutomationReply, redact=hidden)
 
     async def intents(
         self, bot_id: str, message: str, *, conversation_id: str | None = None
     ) -> IntentsResult:
         """``POST /api/intents``: classify ``message`` into intents and entities."""
         body: dict[str, Any] = {
-            "botId": _require("bot_id", bot_id),
-            "message": _require("message", message),
+            "botId": require_nonempty("bot_id", bot_id),
+            "message": require_nonempty("message", message),
         }
         if conversation_id is not None:
-            body["conversationId"] = _require("conversation_id", conversation_id)
+            body["conversationId"] = require_nonempty("conversation_id", conversation_id)
         auth = self._access_token or self._require_basic("intents")
-        raw = await self._call("/api/intents", body, auth)
-        return self._decode(raw, IntentsResult, "/api/intents")
+        return await self._call(self._intents_url, body, auth, IntentsResult)
 
     async def delete_user_data(self, conversation_ids: Iterable[str]) -> None:
         """``POST /api/gdpr/delete-user-data``: erase the data of these conversations."""
         if isinstance(conversation_ids, str | bytes):
             raise ValueError("conversation_ids must be a list of ids, not a single string")
-        ids = [_require("conversation_ids[]", cid) for cid in conversation_ids]
+        ids = [require_nonempty("conversation_ids[]", cid) for cid in conversation_ids]
         if not ids:
             raise ValueError("conversation_ids must not be empty")
         auth = self._require_basic("delete_user_data")
-        await self._call("/api/gdpr/delete-user-data", {"conversationIds": ids}, auth, read=False)
+        body = dumps({"conversationIds": ids})
+        await self._transport.post(self._delete_url, body, headers={"Authorization": auth})
 
     def _require_basic(self, call: str) -> str:
         if self._basic is None:
@@ -165,25 +163,22 @@ class LegacyClient(TransportClient):
 
     async def _call(
         self,
-        path: str,
+        url: URL,
         body: dict[str, Any],
         auth: str,
-        read: bool = True,
-        redact: list[str] | None = None,
-    ) -> Any:
-        url = self._urls[path]
+        cls: type[T],
+        redact: Sequence[str] = (),
+    ) -> T:
+        """POST ``body`` and structure the JSON reply as ``cls``."""
         data = await self._transport.post(
-            url, dumps(body), headers={"Authorization": auth}, read_body=read, redact=redact or ()
+            url, dumps(body), headers={"Authorization": auth}, read_body=True, redact=redact
         )
-        if not read:
-            return None
+        what = f"POST {url} reply"
         try:
-            return json.loads(data or b"")
+            raw = loads(data or b"")
         except ValueError as exc:
-            raise ResponseDecodeError(f"unexpected POST {url} reply", ["body is not JSON"]) from exc
-
-    def _decode(self, raw: object, cls: type[T], path: str) -> T:
-        return structure_legacy(raw, cls, f"POST {self._urls[path]} reply")
+            raise ResponseDecodeError(f"unexpected {what}", ["body is not JSON"]) from exc
+        return structure_legacy(raw, cls, what)
 
     def __repr__(self) -> str:
         auth = [n for n, v in (("basic", self._basic), ("access_token", self._access_token)) if v]

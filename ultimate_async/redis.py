@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 try:
@@ -470,10 +470,7 @@ class RedisEventBus:
                 raise self._outage.failed(exc) from exc
         self._recovered()
 
-    async def _script_in_batches(
-        self, script: Any, conversation_ids: Iterable[str], args: list[Any]
-    ) -> None:
-        ids = list(conversation_ids)
+    async def _script_in_batches(self, script: Any, ids: list[str], args: list[Any]) -> None:
         for i in range(0, len(ids), _BATCH):
             keys = [self.owner_key(cid) for cid in ids[i : i + _BATCH]]
             await script(keys=keys, args=args)
@@ -498,8 +495,8 @@ class RedisEventBus:
                 async with asyncio.timeout(delay):
                     await self._renew_now.wait()
             self._renew_now.clear()
+            delay = self.renew_interval
             if not self._held:
-                delay = self.renew_interval
                 continue
             try:
                 async with self._announce_lock:
@@ -510,10 +507,9 @@ class RedisEventBus:
                     )
             except _BACKEND_ERRORS as exc:
                 self._outage.failed(exc)
-                delay = min(self.max_backoff, self.renew_interval)
+                delay = min(self.max_backoff, self.renew_interval)  # retry sooner while down
                 continue
             self._recovered()
-            delay = self.renew_interval
 
     # -- the inbox ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ converter on the send path — because sending is the hot path of every integrat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import aiohttp
@@ -15,7 +16,13 @@ from ._http import Transport, TransportClient
 from ._json import dumps
 from ._retry import RetryPolicy
 from .errors import ConfigurationError
-from .models.outbound import MetaDataInput, metadata_to_wire, sanitized_values
+from .models.outbound import (
+    MetaDataInput,
+    add_metadata,
+    metadata_to_wire,
+    require_nonempty,
+    sanitized_values,
+)
 
 __all__ = ["ChatAPI", "Session", "TicketsAPI", "WidgetAPI"]
 
@@ -26,12 +33,6 @@ REGIONS: Final[dict[str, str]] = {
     "eu": "https://api.ultimate.ai",
     "us": "https://api.us.ultimate.ai",
 }
-
-
-def _require_id(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return value
 
 
 def _require_text(name: str, value: object) -> str:
@@ -65,13 +66,12 @@ class ChatAPI:
     ) -> None:
         """Start a session; the welcome arrives by webhook (optional: a message starts one too)."""
         body: dict[str, Any] = {
-            "platformConversationId": _require_id("conversation_id", conversation_id),
+            "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "eventType": "startSession",
         }
-        hidden: list[str] = []
+        hidden: Sequence[str] = ()
         if metadata is not None:
-            wire = body[self._metadata_key] = metadata_to_wire(metadata)
-            hidden = sanitized_values(wire)
+            hidden = add_metadata(body, self._metadata_key, metadata)
         await self._transport.post(self._url, dumps(body), redact=hidden)
 
     async def send_message(
@@ -84,7 +84,7 @@ class ChatAPI:
     ) -> None:
         """Send a visitor message; for a button click send its ``text`` (+ ``card_index``)."""
         body: dict[str, Any] = {
-            "platformConversationId": _require_id("conversation_id", conversation_id),
+            "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "eventType": "message",
             "text": _require_text("text", text),
         }
@@ -92,16 +92,15 @@ class ChatAPI:
             if not isinstance(card_index, int) or isinstance(card_index, bool) or card_index < 0:
                 raise ValueError(f"card_index must be an int >= 0, got {card_index!r}")
             body["cardIndex"] = card_index
-        hidden: list[str] = []
+        hidden: Sequence[str] = ()
         if metadata is not None:
-            wire = body[self._metadata_key] = metadata_to_wire(metadata)
-            hidden = sanitized_values(wire)
+            hidden = add_metadata(body, self._metadata_key, metadata)
         await self._transport.post(self._url, dumps(body), redact=hidden)
 
     async def send_metadata(self, conversation_id: str, metadata: MetaDataInput) -> None:
         """Attach session parameters without a message (``eventType: metadata``)."""
         body: dict[str, Any] = {
-            "platformConversationId": _require_id("conversation_id", conversation_id),
+            "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "eventType": "metadata",
         }
         wire = metadata_to_wire(metadata)
@@ -113,7 +112,7 @@ class ChatAPI:
     async def end_session(self, conversation_id: str) -> None:
         """End and delete the session (otherwise the platform times it out)."""
         body = {
-            "platformConversationId": _require_id("conversation_id", conversation_id),
+            "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "eventType": "endSession",
         }
         await self._transport.post(self._url, dumps(body))
@@ -139,14 +138,13 @@ class TicketsAPI:
     ) -> None:
         """Submit a ticket; the single reply arrives on the ticket webhook."""
         body: dict[str, Any] = {
-            "platformConversationId": _require_id("conversation_id", conversation_id),
+            "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "text": _require_text("text", text),
-            "platform": _require_id("platform", platform),
+            "platform": require_nonempty("platform", platform),
         }
-        hidden: list[str] = []
+        hidden: Sequence[str] = ()
         if metadata is not None:
-            wire = body[self._metadata_key] = metadata_to_wire(metadata)
-            hidden = sanitized_values(wire)
+            hidden = add_metadata(body, self._metadata_key, metadata)
         await self._transport.post(self._url, dumps(body), redact=hidden)
 
 
@@ -162,7 +160,7 @@ class WidgetAPI:
 
     async def _send(self, conversation_id: str, event_type: str, **fields: str | None) -> None:
         body: dict[str, Any] = {
-            "platformConversationId": _require_id("conversation_id", conversation_id),
+            "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "eventType": event_type,
         }
         for key, value in fields.items():

@@ -8,13 +8,14 @@ works for users too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
 
 from ultimate_async._retry import RetryPolicy
 from ultimate_async.conversation import Conversation, Reply
-from ultimate_async.errors import ReplyTimeout
+from ultimate_async.errors import APIConnectionError, ReplyTimeout
 from ultimate_async.models.webhooks import (
     BotMessage,
     Button,
@@ -281,15 +282,22 @@ async def test_end_is_idempotent(
 
 
 async def test_body_exception_is_not_masked_by_a_failing_end(
-    ultimate_receiver: WebhookReceiver, ultimate_simulator: Simulator
+    ultimate_receiver: WebhookReceiver,
+    ultimate_simulator: Simulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sim = ultimate_simulator
     session = Session(sim.api_key, sim.bot_id, base_url=sim.base_url, retry=RetryPolicy(0))
+    caplog.set_level(logging.DEBUG, logger="ultimate_async.conversation")
     with pytest.raises(KeyError, match="boom"):
         async with session, Conversation(session, ultimate_receiver) as conv:
             await conv.start(timeout=WAIT, settle=SETTLE)
             await ultimate_simulator.aclose()  # endSession will fail to connect
             raise KeyError("boom")
+    # The endSession really was sent and really failed: its error was kept, not raised.
+    [record] = [r for r in caplog.records if r.getMessage().startswith("endSession failed")]
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], APIConnectionError)
 
 
 async def test_metadata_is_sent_with_the_message(

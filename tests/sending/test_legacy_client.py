@@ -13,6 +13,7 @@ from yarl import URL
 from ultimate_async._retry import RetryPolicy
 from ultimate_async.errors import (
     AuthenticationError,
+    BadRequestError,
     ConfigurationError,
     ResponseDecodeError,
     ServerError,
@@ -294,3 +295,23 @@ async def test_lifecycle_and_borrowed_session(platform: Any) -> None:
         with pytest.raises(RuntimeError, match="closed"):
             await client.intents("bot1", "hi")
     assert platform.requests[0].headers["Authorization"] == ACCESS
+
+
+async def test_sanitized_metadata_never_reaches_an_automation_error(mock_api: Any) -> None:
+    from aioresponses import CallbackResult
+
+    def echo(url: Any, **kwargs: Any) -> CallbackResult:
+        return CallbackResult(status=400, body=f"invalid request {kwargs['data'].decode()}")
+
+    mock_api.post(f"{BASE}/api/v2/automation", callback=echo)
+    async with LegacyClient(basic_token=BASIC, base_url=BASE, retry=RetryPolicy.none()) as c:
+        with pytest.raises(BadRequestError) as info:
+            await c.automation(
+                "bot1",
+                "conv1",
+                "startSession",
+                metadata=[MetaData("ssn", "123-45-6789", sanitize=True), MetaData("k", "plain")],
+            )
+    shown = f"{info.value} {info.value!r} {info.value.body}"
+    assert "123-45-6789" not in shown
+    assert "***" in shown and "plain" in shown

@@ -12,7 +12,15 @@ from typing import Any, TypeAlias
 
 import attrs
 
-__all__ = ["ActionResult", "MetaData", "MetaDataInput", "metadata_to_wire"]
+__all__ = [
+    "ActionResult",
+    "MetaData",
+    "MetaDataInput",
+    "add_metadata",
+    "metadata_to_wire",
+    "require_nonempty",
+    "sanitized_values",
+]
 
 _MASK = "'***'"
 
@@ -21,6 +29,13 @@ def _masked_repr(self: MetaData | ActionResult) -> str:
     value = _MASK if self.sanitize else repr(self.value)
     suffix = ", sanitize=True" if self.sanitize else ""
     return f"{type(self).__name__}(key={self.key!r}, value={value}{suffix})"
+
+
+def _to_wire(self: MetaData | ActionResult) -> dict[str, Any]:
+    """The ``{key, value[, sanitize]}`` wire object (``sanitize`` only when true)."""
+    if self.sanitize:
+        return {"key": self.key, "value": self.value, "sanitize": True}
+    return {"key": self.key, "value": self.value}
 
 
 @attrs.frozen(repr=False)
@@ -35,12 +50,7 @@ class MetaData:
     sanitize: bool = False
 
     __repr__ = _masked_repr
-
-    def to_wire(self) -> dict[str, Any]:
-        """The ``{key, value[, sanitize]}`` object of the API's ``metaData`` array."""
-        if self.sanitize:
-            return {"key": self.key, "value": self.value, "sanitize": True}
-        return {"key": self.key, "value": self.value}
+    to_wire = _to_wire
 
 
 @attrs.frozen(repr=False)
@@ -55,12 +65,7 @@ class ActionResult:
     sanitize: bool = False
 
     __repr__ = _masked_repr
-
-    def to_wire(self) -> dict[str, Any]:
-        """The ``{key, value[, sanitize]}`` object of the action answer's ``results`` array."""
-        if self.sanitize:
-            return {"key": self.key, "value": self.value, "sanitize": True}
-        return {"key": self.key, "value": self.value}
+    to_wire = _to_wire
 
 
 #: What every ``metadata=`` parameter accepts.
@@ -96,6 +101,19 @@ def metadata_to_wire(metadata: MetaDataInput, argument: str = "metadata") -> lis
 def sanitized_values(wire: list[dict[str, Any]]) -> list[str]:
     """The values of a wire ``metaData`` list marked ``sanitize``: never shown in an error."""
     return [item["value"] for item in wire if item.get("sanitize")]
+
+
+def require_nonempty(name: str, value: object) -> str:
+    """``value`` if it is a non-blank string; else a ``ValueError`` naming argument ``name``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def add_metadata(body: dict[str, Any], key: str, metadata: MetaDataInput) -> list[str]:
+    """Put ``metadata`` on ``body`` under ``key``; return its sanitized values (to redact)."""
+    wire = body[key] = metadata_to_wire(metadata)
+    return sanitized_values(wire)
 
 
 def _bad_metadata(argument: str, key: object, value: object) -> None:
