@@ -39,6 +39,7 @@ from typing import Any
 
 import attrs
 
+from ultimate_async.testing import observe_all
 from ultimate_async.webhook import WebhookReceiver, WebhookServer
 from ultimate_async.webhook.verify import HmacSignature, NoVerification, Verifier
 
@@ -302,30 +303,10 @@ def benign_receiver(
     receiver = WebhookReceiver(verifier if verifier is not None else NoVerification(), **kwargs)
     seen: collections.Counter[str] = collections.Counter()
 
-    async def note(event: Any, ctx: Any) -> None:
+    def note(event: Any, ctx: Any) -> None:
         seen[type(event).__name__] += 1
 
-    async def online(event: Any, ctx: Any) -> bool:
-        seen["TeamOnlineCheck"] += 1
-        return True
-
-    async def action(event: Any, ctx: Any) -> list[Any]:
-        seen["ActionCall"] += 1
-        return []
-
-    for decorator in (
-        receiver.on_message,
-        receiver.on_escalate,
-        receiver.on_widget_escalate,
-        receiver.on_widget_message,
-        receiver.on_widget_end_session,
-        receiver.on_ticket_reply,
-        receiver.on_alert,
-        receiver.on_unknown,
-    ):
-        decorator()(note)
-    receiver.on_team_online()(online)
-    receiver.on_action()(action)
+    observe_all(receiver, note)
     return receiver, seen
 
 

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from .conversation import Conversation
+    from .models.webhooks import Webhook
     from .session import Session
     from .simulator import ScriptedBot, Simulator
-    from .webhook import WebhookReceiver, WebhookResponse
+    from .webhook import EventContext, Router, WebhookReceiver, WebhookResponse
     from .webhook.verify import Verifier
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "make_widget_end_session",
     "make_widget_escalate",
     "make_widget_message",
+    "observe_all",
+    "record_all",
 ]
 
 #: The bot id the builders put in ``botId`` unless told otherwise (24 hex digits, like real ones).
@@ -249,6 +252,62 @@ async def deliver(
     token = unquote(url.rstrip("/").rpartition("/")[2]) if verifier.uses_path_token else None
     headers = {"Content-Type": "application/json", **headers}
     return await receiver.handle(body, headers, path_token=token)
+
+
+def observe_all(
+    receiver: Router,
+    observer: Callable[[Webhook, EventContext], object],
+    *,
+    team_online: bool = True,
+) -> None:
+    """Register one catch-all handler for every event kind of ``receiver`` that calls ``observer``.
+
+    ``observer(event, ctx)`` is a plain (non-async) callable, e.g. ``list.append``-like code,
+    a counter or ``queue.put_nowait``; its return value is ignored.  The requests get neutral
+    answers: ``isTeamOnline`` answers ``team_online``, actions return no results, escalations
+    are accepted.  Raises :class:`~ultimate_async.errors.HandlerConflictError` if ``receiver``
+    (any :class:`~ultimate_async.webhook.Router`) already has a catch-all handler for a kind.
+    """
+
+    async def notification(event: Any, ctx: EventContext) -> None:
+        observer(event, ctx)
+
+    async def online(event: Any, ctx: EventContext) -> bool:
+        observer(event, ctx)
+        return team_online
+
+    async def action(event: Any, ctx: EventContext) -> list[Any]:
+        observer(event, ctx)
+        return []
+
+    for decorator in (
+        receiver.on_message,
+        receiver.on_escalate,
+        receiver.on_widget_escalate,
+        receiver.on_widget_message,
+        receiver.on_widget_end_session,
+        receiver.on_ticket_reply,
+        receiver.on_alert,
+        receiver.on_unknown,
+    ):
+        decorator()(notification)
+    receiver.on_team_online()(online)
+    receiver.on_action()(action)
+
+
+def record_all(receiver: Router, *, team_online: bool = True) -> list[tuple[Webhook, EventContext]]:
+    """Record every event ``receiver`` dispatches: the returned list fills as they arrive.
+
+    Each entry is ``(event, ctx)``; the answers to requests are those of :func:`observe_all`::
+
+        seen = record_all(receiver)
+        await deliver(receiver, make_bot_message("c1", "hi"), verifier)
+        await receiver.drain()          # notifications run after the 200 by default
+        [(message, ctx)] = seen
+    """
+    seen: list[tuple[Webhook, EventContext]] = []
+    observe_all(receiver, lambda event, ctx: seen.append((event, ctx)), team_online=team_online)
+    return seen
 
 
 # --- the pytest plugin --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ultimate_async.errors import HandlerConflictError
 from ultimate_async.models.outbound import ActionResult
 from ultimate_async.models.webhooks import (
     ActionCall,
@@ -16,6 +17,7 @@ from ultimate_async.models.webhooks import (
     Escalate,
     TeamOnlineCheck,
     TicketReply,
+    UnknownChatEvent,
     Webhook,
     WidgetEndSession,
     WidgetEscalate,
@@ -32,6 +34,8 @@ from ultimate_async.testing import (
     make_widget_end_session,
     make_widget_escalate,
     make_widget_message,
+    observe_all,
+    record_all,
 )
 from ultimate_async.webhook import (
     EventContext,
@@ -152,6 +156,55 @@ async def test_a_delivery_signed_for_another_secret_is_refused() -> None:
     body, headers = make_delivery(make_bot_message("c", "x"), HmacSignature("wrong-0123456789"))
     assert (await receiver.handle(body, headers)).status == 401
     assert (await deliver(receiver, b'{"botId": "b"}', SharedSecretHeader("nope"))).status == 401
+    await receiver.aclose()
+
+
+async def test_record_all_sees_every_kind_and_answers_neutrally() -> None:
+    verifier = HmacSignature("rec-0123456789")
+    receiver = WebhookReceiver(verifier, ack="after_handler")
+    seen = record_all(receiver)
+    unknown = {"botId": "b", "channel": "chat", "data": {"eventType": "brandNew"}}
+    notifications = [
+        make_bot_message("c1", "hi"),
+        make_widget_escalate("c1"),
+        make_widget_message("c1", "to the agent"),
+        make_widget_end_session("c1"),
+        make_ticket_reply("c1", "done"),
+        unknown,
+    ]
+    for payload in notifications:
+        assert (await deliver(receiver, payload, verifier)).status == 200
+    online = await deliver(receiver, make_team_online_check("c1"), verifier)
+    assert json.loads(online.body) == {"isOnline": True}
+    action = await deliver(receiver, make_action_call("c1", "lookup", {"k": "v"}), verifier)
+    assert json.loads(action.body) == {"results": []}
+    assert (await deliver(receiver, make_escalate("c1"), verifier)).status == 200
+
+    kinds = [type(event) for event, _ in seen]
+    assert kinds == [
+        BotMessage,
+        WidgetEscalate,
+        WidgetMessage,
+        WidgetEndSession,
+        TicketReply,
+        UnknownChatEvent,
+        TeamOnlineCheck,
+        ActionCall,
+        Escalate,
+    ]
+    assert all(isinstance(ctx, EventContext) for _, ctx in seen)
+    await receiver.aclose()
+
+
+async def test_observe_all_answers_team_online_as_told_and_refuses_a_second_catch_all() -> None:
+    receiver = WebhookReceiver(NoVerification(), ack="after_handler")
+    count: list[str] = []
+    observe_all(receiver, lambda event, ctx: count.append(type(event).__name__), team_online=False)
+    answer = await receiver.handle(json.dumps(make_team_online_check("c1")).encode(), {})
+    assert json.loads(answer.body) == {"isOnline": False}
+    assert count == ["TeamOnlineCheck"]
+    with pytest.raises(HandlerConflictError):
+        record_all(receiver)
     await receiver.aclose()
 
 

@@ -146,6 +146,26 @@ async def test_notifications_are_retried_on_5xx_and_429(client: Any, recorder: A
     assert record.attempts == 4 and record.status == 200
 
 
+async def test_a_retry_after_http_date_replaces_the_backoff(
+    make_sim: Any, recorder: Any, make_client: Any
+) -> None:
+    answers = [503]
+
+    async def once(delivery: Any) -> web.Response | None:
+        if answers:
+            past = "Wed, 21 Oct 2015 07:28:00 GMT"  # already passed: retry at once
+            return web.Response(status=answers.pop(), headers={"Retry-After": past})
+        return None
+
+    recorder.hook = once
+    # Without the date the retry would wait the backoff, 60 s capped at 2 s.
+    sim = await make_sim(webhook_url=recorder.url, delivery_backoff=60.0)
+    started = asyncio.get_running_loop().time()
+    await make_client(sim).say("ra", "hi")
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert [(r.status, r.attempts) for r in sim.deliveries] == [(200, 2)]
+
+
 async def test_delivery_gives_up_after_the_attempts_and_the_queue_moves_on(
     make_sim: Any, recorder: Any, make_client: Any
 ) -> None:

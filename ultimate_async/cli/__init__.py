@@ -110,14 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kinds = send.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser)
     kinds.required = True
-    chat = kinds.add_parser(
+
+    def kind(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        """A ``send`` sub-command: the environment epilog and ``--conversation`` come with it."""
+        parser = kinds.add_parser(
+            name,
+            help=help,
+            description=description,
+            epilog=_ENV_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("--conversation", required=True, metavar="ID", help=_CID_HELP)
+        return parser
+
+    chat = kind(
         "chat",
         help="a visitor event (POST /converse/chat)",
         description="Send a visitor event to the Chat API.",
-        epilog=_ENV_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    chat.add_argument("--conversation", required=True, metavar="ID", help=_CID_HELP)
     chat.add_argument(
         "--event",
         required=True,
@@ -129,30 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_meta(chat)
     _add_api(chat)
 
-    ticket = kinds.add_parser(
+    ticket = kind(
         "ticket",
         help="a ticket (POST /converse/ticket)",
         description="Send a ticket to the Ticket API; the answer arrives on the ticket webhook.",
-        epilog=_ENV_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ticket.add_argument(
-        "--conversation", required=True, metavar="ID", help="platformConversationId"
     )
     ticket.add_argument("--text", required=True, help="the ticket body")
     ticket.add_argument("--platform", default="PUBLIC_API", help="platform (default PUBLIC_API)")
     _add_meta(ticket)
     _add_api(ticket)
 
-    widget = kinds.add_parser(
+    widget = kind(
         "widget",
         help="a human-agent event (POST /agent/converse/send-message-to-widget)",
         description="Send a human-agent event to the Widget Escalation API.",
-        epilog=_ENV_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    widget.add_argument(
-        "--conversation", required=True, metavar="ID", help="platformConversationId"
     )
     widget.add_argument(
         "--event",

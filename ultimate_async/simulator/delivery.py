@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import aiohttp
 import attrs
 
+from .._http import parse_retry_after
 from .faults import FaultInjector
 
 __all__ = [
@@ -183,17 +184,6 @@ class ConversationQueues:
         self._idle.set()
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(seconds, 0.0)
-
-
 class WebhookSender:
     """POSTs webhook bodies, signed by the verifier, with the retry rules of this module."""
 
@@ -290,7 +280,7 @@ class WebhookSender:
                     target, data=body, headers=headers, timeout=self._timeout
                 ) as resp:
                     outcome = Outcome(resp.status, await resp.read())
-                    retry_after = _retry_after(resp.headers)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             except aiohttp.ClientConnectorError:
                 outcome = Outcome(None, b"")
                 retryable = True  # never reached the receiver: safe even for requests

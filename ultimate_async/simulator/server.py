@@ -98,6 +98,7 @@ class _Ctx:
 
 
 Route = Callable[[web.Request, _Ctx], Awaitable[web.Response]]
+Auth = Callable[[web.Request, _Ctx], web.Response | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -213,8 +214,8 @@ class Simulator:
         # No middleware: aiohttp caches (handler, app) pairs of apps with middleware in a
         # module-level LRU, which would keep every closed simulator (and all it recorded) alive.
         app = web.Application()
-        for path, route in self._endpoints().items():
-            app.router.add_post(path, self._route(route))
+        for path, (route, auth) in self._endpoints().items():
+            app.router.add_post(path, self._route(route, auth))
         app.router.add_route("*", "/{tail:.*}", self._route(self._unrouted))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -347,18 +348,19 @@ class Simulator:
             self._sessions[conversation_id] = session
         return session
 
-    def _note(self, conversation_id: str, entry: TranscriptEntry) -> None:
-        if self._record:
-            self._transcripts.setdefault(conversation_id, []).append(entry)
-
-    def _endpoints(self) -> dict[str, Route]:
+    def _endpoints(self) -> dict[str, tuple[Route, Auth]]:
+        """Each path's route and the authentication checked before it."""
+        api, legacy = self._check_api_auth, self._check_legacy_auth
         return {
-            "/converse/chat": self._chat,
-            "/converse/ticket": self._ticket,
-            "/agent/converse/send-message-to-widget": self._widget,
-            "/api/v2/automation": self._automation,
-            "/api/intents": self._intents,
-            "/api/gdpr/delete-user-data": self._gdpr,
+            "/converse/chat": (self._chat, api),
+            "/converse/ticket": (self._ticket, api),
+            "/agent/converse/send-message-to-widget": (self._widget, api),
+            "/api/v2/automation": (self._automation, legacy),
+            "/api/intents": (self._intents, lambda r, c: legacy(r, c, raw=self.access_token)),
+            "/api/gdpr/delete-user-data": (
+                self._gdpr,
+                lambda r, c: legacy(r, c, raw=self.legacy_token),
+            ),
         }
 
     async def _unrouted(self, request: web.Request, ctx: _Ctx) -> web.Response:
@@ -371,14 +373,21 @@ class Simulator:
         ctx.reason = "Not Found"
         return web.Response(status=404, text="404: Not Found")
 
-    def _route(self, route: Route) -> Handler:
-        """Count, guard and record one endpoint; the simulator never crashes on bad input."""
+    def _route(self, route: Route, auth: Auth | None = None) -> Handler:
+        """Count, authenticate, guard and record one endpoint.
+
+        ``auth`` answers first (401/404, then faults and shutdown: 429/503); a route raising
+        :class:`_Invalid` answers 400.  The simulator never crashes on bad input.
+        """
 
         async def handle(request: web.Request) -> web.StreamResponse:
             self.stats.api_requests += 1
             ctx = _Ctx()
             try:
-                response = await route(request, ctx)
+                refused = auth(request, ctx) if auth is not None else None
+                response = refused if refused is not None else await route(request, ctx)
+            except _Invalid as exc:
+                response = self._refuse(ctx, 400, str(exc))
             except asyncio.CancelledError:
                 raise
             except web.HTTPException as exc:  # e.g. 413 from request.read()
@@ -457,32 +466,24 @@ class Simulator:
     # ------------------------------------------------------------------ converse endpoints
 
     async def _chat(self, request: web.Request, ctx: _Ctx) -> web.Response:
-        refused = self._check_api_auth(request, ctx)
-        if refused is not None:
-            return refused
-        try:
-            body = await self._body(request, ctx)
-            cid = _conversation_id(body, "platformConversationId")
-            event = body.get("eventType")
-            if not isinstance(event, str) or event not in _CHAT_EVENTS:
-                raise _Invalid(
-                    "eventType must be one of startSession, message, endSession, metadata"
-                )
-            meta = _metadata(body, "metaData")
-            text = body.get("text")
-            if event == "message" and (not isinstance(text, str) or not text):
-                raise _Invalid("message events need a non-empty text")
-            if text is not None and not isinstance(text, str):
-                raise _Invalid("text must be a string")
-            card_index = body.get("cardIndex")
-            if card_index is not None and (
-                isinstance(card_index, bool) or not isinstance(card_index, int) or card_index < 0
-            ):
-                raise _Invalid("cardIndex must be a non-negative integer")
-            if event == "metadata" and not meta:
-                raise _Invalid("metadata events need metaData")
-        except _Invalid as exc:
-            return self._refuse(ctx, 400, str(exc))
+        body = await self._body(request, ctx)
+        cid = _conversation_id(body, "platformConversationId")
+        event = body.get("eventType")
+        if not isinstance(event, str) or event not in _CHAT_EVENTS:
+            raise _Invalid("eventType must be one of startSession, message, endSession, metadata")
+        meta = _metadata(body, "metaData")
+        text = body.get("text")
+        if event == "message" and (not isinstance(text, str) or not text):
+            raise _Invalid("message events need a non-empty text")
+        if text is not None and not isinstance(text, str):
+            raise _Invalid("text must be a string")
+        card_index = body.get("cardIndex")
+        if card_index is not None and (
+            isinstance(card_index, bool) or not isinstance(card_index, int) or card_index < 0
+        ):
+            raise _Invalid("cardIndex must be a non-negative integer")
+        if event == "metadata" and not meta:
+            raise _Invalid("metadata events need metaData")
 
         queues, engine = self._require_running()
         if event == "endSession":
@@ -501,69 +502,57 @@ class Simulator:
         return web.Response()
 
     async def _ticket(self, request: web.Request, ctx: _Ctx) -> web.Response:
-        refused = self._check_api_auth(request, ctx)
-        if refused is not None:
-            return refused
-        try:
-            body = await self._body(request, ctx)
-            cid = _conversation_id(body, "platformConversationId")
-            if body.get("platform") != "PUBLIC_API":
-                raise _Invalid('platform must be "PUBLIC_API"')
-            text = body.get("text", "")
-            if not isinstance(text, str):
-                raise _Invalid("text must be a string")
-            meta = _metadata(body, "metaData" if "metaData" in body else "metadata")
-        except _Invalid as exc:
-            return self._refuse(ctx, 400, str(exc))
+        body = await self._body(request, ctx)
+        cid = _conversation_id(body, "platformConversationId")
+        if body.get("platform") != "PUBLIC_API":
+            raise _Invalid('platform must be "PUBLIC_API"')
+        text = body.get("text", "")
+        if not isinstance(text, str):
+            raise _Invalid("text must be a string")
+        meta = _metadata(body, "metaData" if "metaData" in body else "metadata")
         queues, engine = self._require_running()
         variables = {key: value for key, value, _ in meta}
         queues.submit(cid, lambda: engine.ticket(cid, text, variables))
         return web.Response()
 
     async def _widget(self, request: web.Request, ctx: _Ctx) -> web.Response:
-        refused = self._check_api_auth(request, ctx)
-        if refused is not None:
-            return refused
-        try:
-            body = await self._body(request, ctx)
-            cid = _conversation_id(body, "platformConversationId")
-            event = body.get("eventType")
-            if not isinstance(event, str) or event not in _WIDGET_EVENTS:
-                raise _Invalid("eventType must be one of " + ", ".join(sorted(_WIDGET_EVENTS)))
-            for key in ("text", "agent", "agentAvatar"):
-                if key in body and body[key] is not None and not isinstance(body[key], str):
-                    raise _Invalid(f"{key} must be a string")
-            for key in ("queuePosition", "waitingTime"):
-                value = body.get(key)
-                if value is not None and (
-                    isinstance(value, bool) or not isinstance(value, str | int | float)
-                ):
-                    raise _Invalid(f"{key} must be a string")
-            session = self._sessions.get(cid)
-            text = body.get("text")
-            if event == "message":
-                if not isinstance(text, str) or not text:
-                    raise _Invalid("message events need a non-empty text")
-                if session is None or session.mode != "agent":
-                    raise _Invalid("message is only allowed after escalationSuccess")
-        except _Invalid as exc:
-            return self._refuse(ctx, 400, str(exc))
+        body = await self._body(request, ctx)
+        cid = _conversation_id(body, "platformConversationId")
+        event = body.get("eventType")
+        if not isinstance(event, str) or event not in _WIDGET_EVENTS:
+            raise _Invalid("eventType must be one of " + ", ".join(sorted(_WIDGET_EVENTS)))
+        for key in ("text", "agent", "agentAvatar"):
+            if key in body and body[key] is not None and not isinstance(body[key], str):
+                raise _Invalid(f"{key} must be a string")
+        for key in ("queuePosition", "waitingTime"):
+            value = body.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, str | int | float)
+            ):
+                raise _Invalid(f"{key} must be a string")
+        session = self._sessions.get(cid)
+        text = body.get("text")
+        if event == "message":
+            if not isinstance(text, str) or not text:
+                raise _Invalid("message events need a non-empty text")
+            if session is None or session.mode != "agent":
+                raise _Invalid("message is only allowed after escalationSuccess")
 
         queues, engine = self._require_running()
         if event == "message":
-            self._note(cid, TranscriptEntry("agent", "message", str(text)))
+            engine.note(cid, TranscriptEntry("agent", "message", str(text)))
         elif event == "escalationQueueUpdate":
             detail = ", ".join(
                 f"{k}={body[k]}"
                 for k in ("queuePosition", "waitingTime")
                 if body.get(k) is not None
             )
-            self._note(cid, TranscriptEntry("system", event, f"queue update {detail}".strip()))
+            engine.note(cid, TranscriptEntry("system", event, f"queue update {detail}".strip()))
         elif event == "escalationSuccess":
             session = self._session(cid)
             session.mode = "agent"
             session.agent = body.get("agent") or None
-            self._note(
+            engine.note(
                 cid, TranscriptEntry("system", event, f"{session.agent or 'an agent'} joined")
             )
         elif session is not None:  # escalationFailed / agentDisconnect: back to the bot
@@ -571,10 +560,10 @@ class Simulator:
             session.mode = "bot"
             session.agent = None
             if event == "escalationFailed":
-                self._note(cid, TranscriptEntry("system", event, "escalation failed"))
+                engine.note(cid, TranscriptEntry("system", event, "escalation failed"))
                 replies = self.bot.escalation_failed
             else:
-                self._note(cid, TranscriptEntry("system", event, "the agent left"))
+                engine.note(cid, TranscriptEntry("system", event, "the agent left"))
                 replies = self.bot.agent_disconnected
             if replies and was != "bot":
                 queues.submit(cid, lambda: engine.replies(session, replies))
@@ -583,24 +572,18 @@ class Simulator:
     # ------------------------------------------------------------------ legacy endpoints
 
     async def _automation(self, request: web.Request, ctx: _Ctx) -> web.Response:
-        refused = self._check_legacy_auth(request, ctx)
-        if refused is not None:
-            return refused
-        try:
-            body = await self._body(request, ctx)
-            bot_id = body.get("botId")
-            if not isinstance(bot_id, str):
-                raise _Invalid("botId is required")
-            cid = _conversation_id(body, "conversationId")
-            event = body.get("eventType")
-            if event not in ("startSession", "message", "endSession"):
-                raise _Invalid("eventType must be one of startSession, message, endSession")
-            text = body.get("text")
-            if event == "message" and (not isinstance(text, str) or not text):
-                raise _Invalid("message events need a non-empty text")
-            meta = _metadata(body, "metaData")
-        except _Invalid as exc:
-            return self._refuse(ctx, 400, str(exc))
+        body = await self._body(request, ctx)
+        bot_id = body.get("botId")
+        if not isinstance(bot_id, str):
+            raise _Invalid("botId is required")
+        cid = _conversation_id(body, "conversationId")
+        event = body.get("eventType")
+        if event not in ("startSession", "message", "endSession"):
+            raise _Invalid("eventType must be one of startSession, message, endSession")
+        text = body.get("text")
+        if event == "message" and (not isinstance(text, str) or not text):
+            raise _Invalid("message events need a non-empty text")
+        meta = _metadata(body, "metaData")
         if bot_id != self.bot_id:
             return self._refuse(ctx, 404, "bot not found")
         variables: dict[str, object] = {key: value for key, value, _ in meta}
@@ -618,9 +601,10 @@ class Simulator:
             replies = ()
         messages: list[dict[str, Any]] = []
         _flatten(replies, variables, messages)
-        self._note(cid, TranscriptEntry("visitor", str(event), text or ""))
+        _, engine = self._require_running()
+        engine.note(cid, TranscriptEntry("visitor", str(event), text or ""))
         for message in messages:
-            self._note(cid, TranscriptEntry("bot", "message", message["text"]))
+            engine.note(cid, TranscriptEntry("bot", "message", message["text"]))
         entities = [{"name": "email", "value": m.group(0)} for m in _EMAIL.finditer(text or "")]
         return web.json_response(
             {
@@ -633,19 +617,13 @@ class Simulator:
         )
 
     async def _intents(self, request: web.Request, ctx: _Ctx) -> web.Response:
-        refused = self._check_legacy_auth(request, ctx, raw=self.access_token)
-        if refused is not None:
-            return refused
-        try:
-            body = await self._body(request, ctx)
-            bot_id = body.get("botId")
-            if not isinstance(bot_id, str):
-                raise _Invalid("botId is required")
-            message = body.get("message")
-            if not isinstance(message, str):
-                raise _Invalid("message is required")
-        except _Invalid as exc:
-            return self._refuse(ctx, 400, str(exc))
+        body = await self._body(request, ctx)
+        bot_id = body.get("botId")
+        if not isinstance(bot_id, str):
+            raise _Invalid("botId is required")
+        message = body.get("message")
+        if not isinstance(message, str):
+            raise _Invalid("message is required")
         if bot_id != self.bot_id:
             return self._refuse(ctx, 404, "bot not found")
         entities = [
@@ -664,20 +642,10 @@ class Simulator:
         )
 
     async def _gdpr(self, request: web.Request, ctx: _Ctx) -> web.Response:
-        refused = self._check_legacy_auth(request, ctx, raw=self.legacy_token)
-        if refused is not None:
-            return refused
-        try:
-            body = await self._body(request, ctx)
-            ids = body.get("conversationIds")
-            if (
-                not isinstance(ids, list)
-                or not ids
-                or not all(isinstance(i, str) and i for i in ids)
-            ):
-                raise _Invalid("conversationIds must be a non-empty list of strings")
-        except _Invalid as exc:
-            return self._refuse(ctx, 400, str(exc))
+        body = await self._body(request, ctx)
+        ids = body.get("conversationIds")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            raise _Invalid("conversationIds must be a non-empty list of strings")
         for cid in ids:
             self._sessions.pop(cid, None)
             self._transcripts.pop(cid, None)
