@@ -30,6 +30,19 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``valid_name`` / ``invalid_name`` with the shared fixture files' names.
+
+    A missing directory yields no cases; test_parsing's
+    ``test_every_fixture_has_an_expectation`` fails then, so that cannot pass unnoticed.
+    """
+    if "valid_name" in metafunc.fixturenames:
+        metafunc.parametrize("valid_name", sorted(p.name for p in FIXTURES.glob("*.json")))
+    if "invalid_name" in metafunc.fixturenames:
+        names = sorted(p.name for p in (FIXTURES / "invalid").glob("*"))
+        metafunc.parametrize("invalid_name", names)
+
+
 @pytest.fixture
 def serve(aiohttp_client: Any) -> Serve:
     """Mount a receiver on a fresh aiohttp app and return a client for it."""

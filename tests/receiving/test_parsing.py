@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,11 @@ from ultimate_async.models.webhooks import (
     WidgetEscalate,
     WidgetMessage,
 )
-from ultimate_async.webhook import EventContext, NoVerification, WebhookReceiver
+from ultimate_async.testing import record_all
+from ultimate_async.webhook import NoVerification, WebhookReceiver
 
-#: The team's agreed payloads in ``../shared/fixtures/webhooks`` (present in CI as well).
-SHARED_DIR = Path(
-    os.environ.get("ULTIMATE_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")
-)
-FIXTURES = SHARED_DIR / "fixtures" / "webhooks"
-VALID = sorted(p.name for p in FIXTURES.glob("*.json"))
-INVALID = sorted(p.name for p in (FIXTURES / "invalid").glob("*"))
+# The fixture directory is located in conftest.py (``fixtures_dir``), which also parametrizes
+# every test taking ``valid_name`` / ``invalid_name`` with the files found there.
 PCID = "13427e90-f76a-47c2-a26d-ea0b4f1836c5"
 
 EXPECTED: dict[str, Any] = {
@@ -138,45 +133,20 @@ EXPECTED: dict[str, Any] = {
 }
 
 
-def test_every_fixture_has_an_expectation() -> None:
-    assert set(VALID) == set(EXPECTED)
-    assert len(INVALID) >= 5
+def test_every_fixture_has_an_expectation(fixtures_dir: Path) -> None:
+    """Guards the parametrizations below: they must not silently collect nothing."""
+    assert {p.name for p in fixtures_dir.glob("*.json")} == set(EXPECTED)
+    assert len(list((fixtures_dir / "invalid").glob("*"))) >= 5
 
 
-def _capture_all(receiver: WebhookReceiver, seen: list[tuple[Any, EventContext]]) -> None:
-    async def record(event: Any, ctx: EventContext) -> None:
-        seen.append((event, ctx))
-
-    async def online(event: Any, ctx: EventContext) -> bool:
-        seen.append((event, ctx))
-        return True
-
-    async def act(event: Any, ctx: EventContext) -> list[Any]:
-        seen.append((event, ctx))
-        return []
-
-    for decorator in (
-        receiver.on_message,
-        receiver.on_escalate,
-        receiver.on_widget_escalate,
-        receiver.on_widget_message,
-        receiver.on_widget_end_session,
-        receiver.on_ticket_reply,
-        receiver.on_alert,
-        receiver.on_unknown,
-    ):
-        decorator()(record)
-    receiver.on_team_online()(online)
-    receiver.on_action()(act)
-
-
-@pytest.mark.parametrize("name", VALID)
-async def test_valid_fixture_is_accepted_and_parsed(name: str, serve: Any) -> None:
+async def test_valid_fixture_is_accepted_and_parsed(
+    valid_name: str, fixtures_dir: Path, serve: Any
+) -> None:
+    name = valid_name
     receiver = WebhookReceiver(NoVerification(), ack="after_handler")
-    seen: list[tuple[Any, EventContext]] = []
-    _capture_all(receiver, seen)
+    seen = record_all(receiver)
     client = await serve(receiver)
-    body = (FIXTURES / name).read_bytes()
+    body = (fixtures_dir / name).read_bytes()
 
     resp = await client.post("/webhook", data=body, headers={"Content-Type": "application/json"})
 
@@ -189,21 +159,23 @@ async def test_valid_fixture_is_accepted_and_parsed(name: str, serve: Any) -> No
     assert ctx.platform_conversation_id == EXPECTED[name].platform_conversation_id
 
 
-@pytest.mark.parametrize("name", INVALID)
-async def test_invalid_fixture_is_refused_and_server_keeps_serving(name: str, serve: Any) -> None:
+async def test_invalid_fixture_is_refused_and_server_keeps_serving(
+    invalid_name: str, fixtures_dir: Path, serve: Any
+) -> None:
     receiver = WebhookReceiver(NoVerification())
-    seen: list[tuple[Any, EventContext]] = []
-    _capture_all(receiver, seen)
+    seen = record_all(receiver)
     client = await serve(receiver)
 
-    resp = await client.post("/webhook", data=(FIXTURES / "invalid" / name).read_bytes())
+    resp = await client.post(
+        "/webhook", data=(fixtures_dir / "invalid" / invalid_name).read_bytes()
+    )
 
     assert resp.status == 400
     answer = await resp.json()
     assert answer["error"] == "invalid payload"
     assert answer["reasons"] and all(" @ $" in reason for reason in answer["reasons"])
     assert seen == []
-    ok = await client.post("/webhook", data=(FIXTURES / "chat_escalate.json").read_bytes())
+    ok = await client.post("/webhook", data=(fixtures_dir / "chat_escalate.json").read_bytes())
     assert ok.status == 200
 
 
@@ -216,9 +188,10 @@ async def test_invalid_fixture_is_refused_and_server_keeps_serving(name: str, se
         ("top_level_array.json", "expected a JSON object, got list @ $"),
     ],
 )
-def test_invalid_reasons_name_the_field(name: str, reason: str) -> None:
+def test_invalid_reasons_name_the_field(name: str, reason: str, fixtures_dir: Path) -> None:
+    body = (fixtures_dir / "invalid" / name).read_bytes()
     with pytest.raises(PayloadError) as info:
-        parse_webhook_body((FIXTURES / "invalid" / name).read_bytes())
+        parse_webhook_body(body)
     assert info.value.errors == [reason]
 
 
@@ -300,8 +273,7 @@ def test_discrimination_of_flat_shapes() -> None:
         parse_webhook({"botName": "b", "event": "e", "data": ["not", "an", "object"]})
 
 
-@pytest.mark.parametrize("name", VALID)
-def test_webhook_body_round_trips(name: str) -> None:
-    raw, event = parse_webhook_body((FIXTURES / name).read_bytes())
+def test_webhook_body_round_trips(valid_name: str, fixtures_dir: Path) -> None:
+    raw, event = parse_webhook_body((fixtures_dir / valid_name).read_bytes())
     bot_id = raw.get("botId")
     assert parse_webhook(webhook_body(event, bot_id=bot_id)) == event

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from benchmarks.reliability import (
     CONTENT_TYPES,
+    ENCODINGS,
     NESTING_SITES,
     HostileTally,
     answer_problem,
@@ -67,13 +68,18 @@ def assert_tally_clean(tally: HostileTally) -> None:
 
 
 async def test_fixtures_are_accepted(json_backend: str) -> None:
-    """The baseline the mutations start from: every fixture is a 200 and reaches a handler."""
+    """The baseline the mutations start from: every fixture is a 200 and reaches a handler.
+
+    Also guards ``test_odd_encodings``, parametrized by these files: none found is a failure.
+    """
     receiver, seen = benign_receiver()
-    for name, payload in fixture_payloads().items():
+    payloads = fixture_payloads()
+    assert len(payloads) >= 10, "the shared webhook fixtures were not found"
+    for name, payload in payloads.items():
         answer = await receiver.handle(json.dumps(payload).encode(), {})
         assert answer.status == 200, name
     await assert_healthy(receiver)
-    assert sum(seen.values()) >= len(fixture_payloads())
+    assert sum(seen.values()) >= len(payloads)
     await receiver.aclose()
 
 
@@ -123,6 +129,8 @@ async def test_odd_encodings(json_backend: str, name: str) -> None:
             tally.record_exception(label, exc)
         else:
             tally.record(label, answer.status, answer.body)
+    # every listed encoding plus the 7 broken-UTF-8 / BOM variants was really tried
+    assert tally.tried == len(ENCODINGS) + 7
     assert_tally_clean(tally)
     await assert_healthy(receiver)
     await receiver.aclose()

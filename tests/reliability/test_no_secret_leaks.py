@@ -88,11 +88,18 @@ def error_texts(errors: Iterable[BaseException]) -> Iterable[tuple[str, str]]:
 
 
 @pytest.fixture
-async def echo_api() -> AsyncIterator[str]:
+def echoed() -> list[str]:
+    """The request bodies ``echo_api`` received, in order."""
+    return []
+
+
+@pytest.fixture
+async def echo_api(echoed: list[str]) -> AsyncIterator[str]:
     """An API that refuses everything and echoes the request (headers and body) back."""
 
     async def echo(request: web.Request) -> web.Response:
         body = await request.text()
+        echoed.append(body)
         auth = request.headers.get("Authorization", "")
         status = 401 if request.path.endswith("/intents") else 400
         return web.Response(status=status, text=f"refused: auth={auth} body={body}")
@@ -271,7 +278,7 @@ async def test_no_secret_in_logs_reprs_or_errors(
 
 
 async def test_api_errors_echoing_the_request_hide_sanitized_values(
-    caplog: pytest.LogCaptureFixture, echo_api: str
+    caplog: pytest.LogCaptureFixture, echo_api: str, echoed: list[str]
 ) -> None:
     """A server that echoes the request in its error must not put PII into our exception.
 
@@ -292,6 +299,12 @@ async def test_api_errors_echoing_the_request_hide_sanitized_values(
         ):
             with pytest.raises(APIError) as caught:
                 await call
+            # the echoed metadata reached the error, with the sanitized value masked
+            assert '"sanitize":true' in str(caught.value)
+            assert '"value":"***"' in str(caught.value)
             errors.append(caught.value)
+    # the values really were sent (and so echoed back): the check below is not vacuous
+    assert len(echoed) == 4
+    assert all(SANITIZED_META in echoed[i] for i in (0, 2, 3)) and SANITIZED_PARAM in echoed[1]
     found = leaks([*log_texts(caplog.records), *error_texts(errors)])
     assert found == [], "\n".join(found)

@@ -137,6 +137,9 @@ async def test_requests_in_flight_are_answered_during_shutdown() -> None:
         await asyncio.wait_for(entered.wait(), 5)
         closing = asyncio.ensure_future(server.aclose())
         await asyncio.sleep(0.05)
+        # the answers below must come while the shutdown is under way, not before it began
+        assert receiver.closing and not closing.done()
+        assert all(not future.done() for future in pending)
         gate.set()
         await closing
         for future in pending:

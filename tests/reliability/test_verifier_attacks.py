@@ -18,6 +18,7 @@ from urllib.parse import quote_from_bytes
 import pytest
 
 from benchmarks.reliability import raw_post, where
+from ultimate_async.errors import SignatureError
 from ultimate_async.webhook import WebhookReceiver, WebhookServer
 from ultimate_async.webhook.verify import HmacSignature, SharedSecretHeader, UrlToken, Verifier
 
@@ -182,6 +183,14 @@ async def test_rotation_accepts_each_secret_and_only_those() -> None:
     verifier.verify(BODY, {"X-Ultimate-Timestamp": str(now), "X-Ultimate-Signature": both})
     SharedSecretHeader([SECRET, OTHER]).verify(BODY, {"Authorization": f"Bearer {OTHER}"})
     UrlToken([SECRET, OTHER]).verify(BODY, {}, path_token=OTHER)
+    # ... and only those: a third secret is refused by the rotating verifiers too
+    third = "third-secret-not-configured"
+    with pytest.raises(SignatureError):
+        verifier.verify(BODY, HmacSignature.sign(BODY, third))
+    with pytest.raises(SignatureError):
+        SharedSecretHeader([SECRET, OTHER]).verify(BODY, {"Authorization": f"Bearer {third}"})
+    with pytest.raises(SignatureError):
+        UrlToken([SECRET, OTHER]).verify(BODY, {}, path_token=third)
 
 
 # --------------------------------------------------------------------------- over HTTP
@@ -247,8 +256,10 @@ async def test_shared_secret_compares_every_secret_in_constant_time(
     verifier = SharedSecretHeader(SECRETS)
     try:
         verifier.verify(BODY, {"Authorization": value})
-    except Exception:
+    except SignatureError:
         assert presented == "no-match"
+    else:
+        assert presented != "no-match", "a wrong secret was accepted"
     assert len(compare_spy) == len(SECRETS)  # no early exit on the first match
     assert {b for _, b in compare_spy} == {s.encode() for s in SECRETS}
 
@@ -260,8 +271,10 @@ async def test_url_token_compares_every_secret_in_constant_time(
     value = {"match-first": SECRET, "match-last": SECRETS[-1], "no-match": "nope"}[presented]
     try:
         UrlToken(SECRETS).verify(BODY, {}, path_token=value)
-    except Exception:
+    except SignatureError:
         assert presented == "no-match"
+    else:
+        assert presented != "no-match", "a wrong token was accepted"
     assert len(compare_spy) == len(SECRETS)
 
 
@@ -277,7 +290,7 @@ async def test_hmac_compares_every_offered_value_with_every_secret(
     headers = {"X-Ultimate-Timestamp": str(now), "X-Ultimate-Signature": ",".join(values)}
     try:
         HmacSignature(SECRETS).verify(BODY, headers)
-    except Exception:
+    except SignatureError:
         assert not valid
     else:
         assert valid
