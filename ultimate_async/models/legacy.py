@@ -21,6 +21,7 @@ from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn, override
 
 from ..errors import ResponseDecodeError
+from .webhooks import PredictedIntent
 
 __all__ = [
     "AutomationButton",
@@ -57,15 +58,6 @@ class AutomationMessage:
     text: str = ""
     forward_to_human: bool = False
     buttons: list[AutomationButton] = attrs.Factory(list)
-
-
-@attrs.frozen
-class PredictedIntent:
-    """An intent the bot recognised; ``value`` is the intent id (absent from ``/api/intents``)."""
-
-    value: str = ""
-    name: str = ""
-    confidence: float | None = None
 
 
 @attrs.frozen

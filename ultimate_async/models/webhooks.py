@@ -73,12 +73,19 @@ class ActionParam:
 
 
 @attrs.frozen
-class TicketIntent:
-    """An intent the bot recognised in a ticket (``value`` is the intent id)."""
+class PredictedIntent:
+    """An intent the bot recognised; ``value`` is the intent id (absent from ``/api/intents``).
+
+    Ticket replies and the legacy v2 APIs share this model.
+    """
 
     value: str = ""
     name: str = ""
     confidence: float | None = None
+
+
+#: The intents of a ticket reply: the same model the legacy APIs return.
+TicketIntent = PredictedIntent
 
 
 @attrs.frozen
