@@ -64,13 +64,17 @@ async def measure_register(conversations: int) -> dict[str, Any]:
         await asyncio.sleep(0)
     seconds = time.perf_counter() - started
     after = _settled_rss()
+    held = len(receiver._registrations)  # what was measured really was registered
     for registration in registrations:
         registration.remove()
     for _ in range(3):
         await asyncio.sleep(0)
+    left = len(receiver._registrations)
     await receiver.aclose()
     return {
         "conversations": conversations,
+        "held": held,
+        "left_after_remove": left,
         "rss_before": before,
         "rss_after": after,
         "bytes_per_conversation": (after - before) / conversations,
