@@ -67,14 +67,17 @@ class Process:
 
 @dataclass
 class Server(Process):
-    """A running server process and the port it bound."""
+    """A running server process and the port it bound (``GET /stats`` on ``stats_port``)."""
+
+    stats_port: int = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url + "/stats", timeout=5) as resp:
+        stats_url = f"http://127.0.0.1:{self.stats_port or self.port}/stats"
+        with urllib.request.urlopen(stats_url, timeout=5) as resp:
             data: dict[str, Any] = json.loads(resp.read())
             return data
 
@@ -98,8 +101,8 @@ def server(module: str, args: Sequence[str] = (), *, cpu: int = SERVER_CPU) -> I
     """Run ``python -m module --port 0 *args`` pinned to ``cpu``; yield once it printed READY."""
     process = _spawn([_python(), "-m", module, "--port", "0", *args], cpu)
     try:
-        port = _wait_ready(process, module)
-        yield Server(process, port)
+        port, stats_port = _wait_ready(process, module)
+        yield Server(process, port, stats_port)
     finally:
         _stop(process)
 
@@ -116,7 +119,9 @@ def _spawn(cmd: Sequence[str], cpu: int) -> subprocess.Popen[str]:
     )
 
 
-def _wait_ready(process: subprocess.Popen[str], what: str, timeout: float = 30.0) -> int:
+def _wait_ready(
+    process: subprocess.Popen[str], what: str, timeout: float = 30.0
+) -> tuple[int, int]:
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     import selectors
@@ -131,8 +136,9 @@ def _wait_ready(process: subprocess.Popen[str], what: str, timeout: float = 30.0
             line = process.stdout.readline()
             if not line:
                 break
-            if line.startswith("READY"):
-                return int(line.split()[1])
+            if line.startswith("READY"):  # READY <port> [<stats port>]
+                ports = [int(p) for p in line.split()[1:3]]
+                return ports[0], ports[-1]
     _stop(process)
     stderr = process.stderr.read() if process.stderr else ""
     raise RuntimeError(f"{what} did not start (exit {process.returncode}):\n{stderr[-3000:]}")

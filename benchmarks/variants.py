@@ -36,10 +36,12 @@ RECEIVERS: tuple[Variant, ...] = (
             needs=("orjson",), sdk=True),
     Variant("sdk_speed", "SDK pipeline + speed extra (uvloop, orjson)", "benchmarks.servers.sdk",
             ("--uvloop",), needs=("orjson", "uvloop"), sdk=True),
-    # The same pipeline served by the standalone WebhookServer (aiohttp's low-level server)
+    # The same pipeline served by the standalone WebhookServer (its default backend, httptools)
     # rather than setup_webhook in an aiohttp.web.Application (the "sdk*" rows above).
     Variant("server", "SDK WebhookServer, no speed extra", "benchmarks.servers.sdk_server",
             ("--no-speed",), sdk=True),
+    Variant("server_aiohttp", "SDK WebhookServer, backend=aiohttp, no speed extra",
+            "benchmarks.servers.sdk_server", ("--no-speed", "--backend", "aiohttp"), sdk=True),
     Variant("server_orjson", "SDK WebhookServer, orjson, default loop",
             "benchmarks.servers.sdk_server", needs=("orjson",), sdk=True),
     Variant("server_speed", "SDK WebhookServer + speed extra (uvloop, orjson)",

@@ -11,7 +11,8 @@ import asyncio
 import gc
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -129,8 +130,26 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
-def ready(port: int) -> None:
-    print(f"READY {port}", flush=True)
+def ready(port: int, stats_port: int | None = None) -> None:
+    """Tell the harness the server is up; ``stats_port`` when ``/stats`` is served apart."""
+    print(f"READY {port}" + (f" {stats_port}" if stats_port else ""), flush=True)
+
+
+@asynccontextmanager
+async def stats_server(stats: Stats, host: str) -> AsyncIterator[int]:
+    """``GET /stats`` on a port of its own (yields it), for servers that serve only the SDK."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get("/stats", stats_route(stats))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 async def serve_aiohttp(app: Any, host: str, port: int) -> None:

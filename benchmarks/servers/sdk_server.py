@@ -1,21 +1,34 @@
 """The SDK as a standalone server: the receiver of ``sdk.py`` served by ``WebhookServer``.
 
 The same pipeline as ``sdk.py`` (verification, models, de-duplication, per-conversation FIFO
-dispatch to a no-op ``on_message``), served by ``WebhookServer`` (aiohttp's low-level server)
-instead of ``setup_webhook`` in an ``aiohttp.web.Application``.  ``GET /stats`` is answered by
-the server's not-found fallback, so the webhook path is served exactly as users get it.
+dispatch to a no-op ``on_message``), served by ``WebhookServer`` instead of ``setup_webhook``
+in an ``aiohttp.web.Application``.  ``--backend`` picks its HTTP layer (default ``auto``: what
+users get, httptools when installed).  ``GET /stats`` is served on a port of its own, so the
+webhook port is served exactly as users get it.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from benchmarks.payloads import PATH, SECRET
-from benchmarks.servers._common import Stats, parse_args, ready, run, stats_route, wait_for_signal
+from benchmarks.servers._common import (
+    Stats,
+    parse_args,
+    ready,
+    run,
+    stats_server,
+    wait_for_signal,
+)
+
+
+def _backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="auto", choices=("auto", "httptools", "aiohttp"))
 
 
 def main() -> None:
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__ or "", _backend)
     stats = Stats()
 
     async def serve() -> None:
@@ -28,10 +41,10 @@ def main() -> None:
         async def on_message(msg: Any, ctx: Any) -> None:
             stats.handled += 1
 
-        server = WebhookServer(receiver, args.host, args.port, path=PATH)
-        server._handler.fallback = stats_route(stats)  # /stats only; not part of the SDK
-        async with server:
-            ready(int(server.url.rsplit(":", 1)[1].split("/", 1)[0]))
+        server = WebhookServer(receiver, args.host, args.port, path=PATH, backend=args.backend)
+        async with server, stats_server(stats, args.host) as stats_port:
+            stats.extra["backend"] = server.backend
+            ready(int(server.url.rsplit(":", 1)[1].split("/", 1)[0]), stats_port)
             await wait_for_signal()
 
     run(serve, use_uvloop=args.uvloop)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .aiohttp import WebhookServer, setup_webhook
+from .aiohttp import Backend, WebhookServer, setup_webhook
 from .context import EventContext
 from .dedup import DedupKey, Deduplicator, MemoryDeduplicator, default_dedup_key
 from .receiver import AckMode, Registration, WebhookReceiver
@@ -12,6 +12,7 @@ from .verify import HmacSignature, NoVerification, SharedSecretHeader, UrlToken,
 
 __all__ = [
     "AckMode",
+    "Backend",
     "DedupKey",
     "Deduplicator",
     "EventContext",

@@ -16,13 +16,12 @@ from typing import Final
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from .._json import dumps
+from ._route import ALLOWED_METHODS, WebhookRoute
 from .receiver import WebhookReceiver
-from .response import TOO_LARGE
+from .response import TOO_LARGE, health_answer
 
 __all__ = ["WebhookHandler", "health_response", "read_capped", "too_large"]
 
-_ALLOWED: Final = ("GET", "HEAD", "POST")
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 Fallback = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -34,11 +33,8 @@ def too_large() -> web.Response:
 
 def health_response(receiver: WebhookReceiver) -> web.Response:
     """``{"status": "ok"|"closing", "pending": n}``; 503 while closing, so balancers move on."""
-    closing = receiver.closing
-    payload = {"status": "closing" if closing else "ok", "pending": receiver.pending}
-    return web.Response(
-        body=dumps(payload), status=503 if closing else 200, content_type="application/json"
-    )
+    answer = health_answer(receiver)
+    return web.Response(body=answer.body, status=answer.status, content_type=answer.content_type)
 
 
 async def read_capped(request: web.BaseRequest, limit: int) -> bytes | None:
@@ -65,50 +61,27 @@ async def read_capped(request: web.BaseRequest, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _unquote_token(segment: str) -> str:
-    # ``URL.path_safe`` leaves only %2F and %25 encoded; aiohttp's router decodes them the same.
-    if "%" not in segment:
-        return segment
-    return segment.replace("%2F", "/").replace("%25", "%")
-
-
 class WebhookHandler:
     """Routes a low-level request: ``POST`` delivers, ``GET``/``HEAD`` answer health, else 405/404.
 
     ``fallback`` (``None``: 404) answers paths that are not the webhook's.
     """
 
-    __slots__ = ("_handle", "_limit", "_path", "_prefix", "fallback", "receiver")
+    __slots__ = ("_handle", "_limit", "_path", "fallback", "receiver", "route")
 
-    def __init__(self, receiver: WebhookReceiver, path: str = "/webhook") -> None:
-        if not path.startswith("/"):
-            raise ValueError("path must start with '/'")
+    def __init__(self, receiver: WebhookReceiver, route: WebhookRoute) -> None:
         self.receiver = receiver
+        self.route = route
         self._handle = receiver.handle
         self._limit = receiver.max_body_size
-        self._path = path.rstrip("/") or "/"
-        self._prefix: str | None = None
-        if getattr(receiver.verifier, "uses_path_token", False):
-            self._prefix = self._path.rstrip("/") + "/"
+        self._path = route.path
         self.fallback: Fallback | None = None
-
-    def _route(self, request: web.BaseRequest) -> tuple[bool, str | None]:
-        """(matched, path token) the way aiohttp's router matches ``path`` and ``path/{token}``."""
-        path = request.rel_url.path_safe
-        if path == self._path:
-            return True, None
-        prefix = self._prefix
-        if prefix is not None and path.startswith(prefix):
-            token = path[len(prefix) :]
-            if token and not any(c in token for c in "/{}"):
-                return True, _unquote_token(token)
-        return False, None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         token = None
         # Fast path: the raw target is exactly the path (no query, no escapes to decode).
         if request.raw_path != self._path:
-            matched, token = self._route(request)
+            matched, token = self.route.match(request.rel_url.path_safe)
             if not matched:
                 if self.fallback is not None:
                     return await self.fallback(request)
@@ -118,7 +91,7 @@ class WebhookHandler:
             return await self._post(request, token)
         if method == "GET" or method == "HEAD":
             return health_response(self.receiver)
-        raise web.HTTPMethodNotAllowed(method, _ALLOWED)
+        raise web.HTTPMethodNotAllowed(method, ALLOWED_METHODS)
 
     async def _post(self, request: web.BaseRequest, token: str | None) -> web.StreamResponse:
         if "Expect" in request.headers:

@@ -11,14 +11,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from aiohttp import web
 
 from .._loop import run, wait_for_signal
 from ._lowlevel import WebhookHandler, health_response, too_large
+from ._route import WebhookRoute
 from .receiver import WebhookReceiver
 
-__all__ = ["WebhookServer", "setup_webhook"]
+if TYPE_CHECKING:
+    from ._protocol import HttpListener
+
+__all__ = ["Backend", "WebhookServer", "setup_webhook"]
+
+#: The HTTP layer of :class:`WebhookServer`.
+Backend = Literal["auto", "httptools", "aiohttp"]
+_BACKENDS: Final = ("auto", "httptools", "aiohttp")
+
+
+def _httptools_available(*, required: bool) -> bool:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        if required:
+            raise
+        return False
+    return True
+
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,17 +108,26 @@ def setup_webhook(app: web.Application, receiver: WebhookReceiver, path: str = "
 
 
 class WebhookServer:
-    """A ready-to-run aiohttp server for one receiver: ``async with WebhookServer(r) as s``.
+    """A ready-to-run server for one receiver: ``async with WebhookServer(r) as s``.
 
     ``port=0`` binds any free port; :attr:`url` is the full URL to paste into the dashboard
     (including the token segment for ``UrlToken``).  Leaving the block closes the receiver
-    (stop accepting with 503, drain, cancel the rest) and then the server.
+    (stop accepting with 503, drain, cancel the rest) and then the server: idle connections
+    close at once, busy ones after their answer, the rest is aborted after
+    ``shutdown_timeout``.  A connection that has not sent a complete request within
+    ``keepalive_timeout`` seconds of becoming idle is closed.
 
-    It runs on aiohttp's low-level server (``aiohttp.web.Server``: aiohttp's C HTTP parser,
-    keep-alive, pipelining and limits, without the application/router/middleware layer), which
-    makes the HTTP side about a quarter cheaper per request than an ``aiohttp.web`` app; it
-    answers exactly what :func:`setup_webhook` answers.  :meth:`run` is the blocking entry
-    point for scripts; it runs on uvloop when that is installed (the ``speed`` extra).
+    ``backend`` picks the HTTP layer; both answer exactly what :func:`setup_webhook` answers:
+
+    - ``"httptools"``: an asyncio protocol of ours on httptools' C parser (llhttp), with
+      strict framing, head and body limits, pipelining, back-pressure and timeouts.  It
+      skips the web framework entirely and is the fast one (issue #5's benchmarks).
+    - ``"aiohttp"``: aiohttp's low-level server (``aiohttp.web.Server``).
+    - ``"auto"`` (default): httptools when it is importable (it is a dependency on CPython),
+      else aiohttp.
+
+    :meth:`run` is the blocking entry point for scripts; it runs on uvloop when that is
+    installed (the ``speed`` extra).
     """
 
     def __init__(
@@ -109,19 +138,33 @@ class WebhookServer:
         path: str = "/webhook",
         *,
         shutdown_timeout: float = 5.0,
+        keepalive_timeout: float = 75.0,
+        backend: Backend = "auto",
     ) -> None:
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, not {backend!r}")
         self.receiver = receiver
         self.host = host
         self.port = port
         self.path = path
         self.shutdown_timeout = shutdown_timeout
-        self._handler = WebhookHandler(receiver, path)
+        self.keepalive_timeout = keepalive_timeout
+        self._backend: Backend = backend
+        self._route = WebhookRoute(
+            path, uses_path_token=getattr(receiver.verifier, "uses_path_token", False)
+        )
+        self._handler = WebhookHandler(receiver, self._route)
         self._runner: web.ServerRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._listener: HttpListener | None = None
         self._url: str | None = None
         self._stopped: asyncio.Event | None = None
 
     def __repr__(self) -> str:
-        return f"WebhookServer(host={self.host!r}, port={self.port!r}, path={self.path!r})"
+        return (
+            f"WebhookServer(host={self.host!r}, port={self.port!r}, path={self.path!r}, "
+            f"backend={self._backend!r})"
+        )
 
     @property
     def url(self) -> str:
@@ -130,10 +173,43 @@ class WebhookServer:
             raise RuntimeError("the server is not started")
         return self._url
 
+    @property
+    def backend(self) -> Backend:
+        """The HTTP layer: ``"httptools"`` or ``"aiohttp"`` once started (``"auto"`` before)."""
+        return self._backend
+
     async def start(self) -> None:
-        if self._runner is not None:
+        if self._runner is not None or self._server is not None:
             return
-        server = web.Server(self._handler, access_log=None)
+        if self._backend != "aiohttp" and _httptools_available(required=self._backend != "auto"):
+            address = await self._start_httptools()
+            self._backend = "httptools"
+        else:
+            address = await self._start_aiohttp()
+            self._backend = "aiohttp"
+        self._stopped = asyncio.Event()
+        host, port = address[0], address[1]
+        shown = f"[{host}]" if ":" in host else host
+        base = f"http://{shown}:{port}{self._route.path}"
+        if getattr(self.receiver.verifier, "uses_path_token", False):
+            base = self.receiver.verifier.authenticate(base, b"")[0]
+        self._url = base
+
+    async def _start_httptools(self) -> Any:
+        from ._protocol import HttpListener
+
+        listener = HttpListener(
+            self.receiver, self._route, keepalive_timeout=self.keepalive_timeout
+        )
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(listener, self.host, self.port, backlog=128)
+        self._listener, self._server = listener, server
+        return server.sockets[0].getsockname()
+
+    async def _start_aiohttp(self) -> Any:
+        server = web.Server(
+            self._handler, access_log=None, keepalive_timeout=self.keepalive_timeout
+        )
         runner = web.ServerRunner(server, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:
@@ -143,14 +219,7 @@ class WebhookServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        self._stopped = asyncio.Event()
-        address = runner.addresses[0]
-        host, port = address[0], address[1]
-        shown = f"[{host}]" if ":" in host else host
-        base = f"http://{shown}:{port}{self.path.rstrip('/') or '/'}"
-        if getattr(self.receiver.verifier, "uses_path_token", False):
-            base = self.receiver.verifier.authenticate(base, b"")[0]
-        self._url = base
+        return runner.addresses[0]
 
     async def serve_forever(self) -> None:
         """Serve until the server is closed (or the task is cancelled)."""
@@ -161,11 +230,17 @@ class WebhookServer:
     async def aclose(self) -> None:
         """Close the receiver (drain), then stop serving. Idempotent."""
         runner, self._runner = self._runner, None
+        server, self._server = self._server, None
         try:
             await self.receiver.aclose()
         finally:
             if runner is not None:
                 await runner.cleanup()
+            if server is not None:
+                server.close()
+                assert self._listener is not None
+                await self._listener.shutdown(self.shutdown_timeout)
+                await server.wait_closed()
             if self._stopped is not None:
                 self._stopped.set()
 

@@ -9,7 +9,7 @@ import attrs
 
 from .._json import dumps
 
-__all__ = ["WebhookResponse"]
+__all__ = ["WebhookResponse", "health_answer"]
 
 JSON: Final = "application/json"
 TEXT: Final = "text/plain"
@@ -33,6 +33,16 @@ class WebhookResponse:
         if reasons:
             payload["reasons"] = list(reasons)
         return cls.json(status, payload)
+
+
+def health_answer(receiver: Any) -> WebhookResponse:
+    """``{"status": "ok"|"closing", "pending": n}``; 503 while closing, so balancers move on.
+
+    ``receiver`` is a :class:`~ultimate_async.webhook.WebhookReceiver` (``closing``, ``pending``).
+    """
+    closing: bool = receiver.closing
+    payload = {"status": "closing" if closing else "ok", "pending": receiver.pending}
+    return WebhookResponse.json(503 if closing else 200, payload)
 
 
 # Shared, immutable answers for the hot paths.
