@@ -1,8 +1,13 @@
-"""WebhookServer on aiohttp's low-level server: same answers as setup_webhook, and its runner."""
+"""WebhookServer's two HTTP backends: the same answers as setup_webhook, and the runner.
+
+The raw-socket protocol checks (framing, limits, timeouts, shutdown) are in
+``test_http_protocol.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import os
@@ -10,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -63,14 +69,21 @@ def _answer(status: int, headers: Any, body: bytes) -> tuple[Any, ...]:
     )
 
 
+@pytest.fixture(params=["httptools", "aiohttp"])
+def backend(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
 @pytest.mark.parametrize("verifier", [NoVerification(), UrlToken(["tok-a", "tok-b"])])
 async def test_answers_exactly_like_setup_webhook(
-    serve: Any, http: aiohttp.ClientSession, bodies: Any, verifier: Verifier
+    serve: Any, http: aiohttp.ClientSession, bodies: Any, verifier: Verifier, backend: Any
 ) -> None:
     """Every route, method and status the embedded adapter answers, WebhookServer answers too."""
     embedded = await serve(WebhookReceiver(verifier))
     standalone_receiver = WebhookReceiver(verifier)
-    async with WebhookServer(standalone_receiver) as server:
+    async with WebhookServer(standalone_receiver, backend=backend) as server:
+        assert server.backend == backend
         base = URL(server.url).origin()
         for n, (path, method) in enumerate((p, m) for p in PATHS for m in METHODS):
             body = bodies.message("c1", "hi", message_id=f"m{n}")
@@ -86,7 +99,7 @@ async def test_answers_exactly_like_setup_webhook(
 
 
 async def test_bodies_above_aiohttps_default_limit(
-    http: aiohttp.ClientSession, bodies: Any
+    http: aiohttp.ClientSession, bodies: Any, backend: Any
 ) -> None:
     """max_body_size is the only cap: aiohttp's own 1 MiB default does not apply."""
     receiver = WebhookReceiver(NoVerification(), max_body_size=3 * 1024 * 1024)
@@ -102,7 +115,7 @@ async def test_bodies_above_aiohttps_default_limit(
         for i in range(0, len(data), 65536):
             yield data[i : i + 65536]
 
-    async with WebhookServer(receiver) as server:
+    async with WebhookServer(receiver, backend=backend) as server:
         async with http.post(server.url, data=io.BytesIO(big)) as resp:
             assert resp.status == 200
         async with http.post(server.url, data=chunks(big)) as resp:  # chunked, no length
@@ -142,7 +155,7 @@ def _request(body: bytes, extra: bytes = b"", path: bytes = b"/webhook") -> byte
     )
 
 
-async def test_keep_alive_and_pipelined_requests_in_order(bodies: Any) -> None:
+async def test_keep_alive_and_pipelined_requests_in_order(bodies: Any, backend: Any) -> None:
     receiver = WebhookReceiver(NoVerification(), ack="after_handler")
     seen: list[str] = []
 
@@ -150,7 +163,7 @@ async def test_keep_alive_and_pipelined_requests_in_order(bodies: Any) -> None:
     async def handler(msg: Any, ctx: EventContext) -> None:
         seen.append(msg.text)
 
-    async with WebhookServer(receiver) as server:
+    async with WebhookServer(receiver, backend=backend) as server:
         port = URL(server.url).port
         assert port is not None
         pipelined = b"".join(_request(bodies.message("c1", t)) for t in ("one", "two", "three"))
@@ -162,10 +175,10 @@ async def test_keep_alive_and_pipelined_requests_in_order(bodies: Any) -> None:
     assert seen == ["one", "two", "three"]
 
 
-async def test_expect_100_continue(bodies: Any) -> None:
+async def test_expect_100_continue(bodies: Any, backend: Any) -> None:
     """Clients that ask first (curl does for big bodies) get ``100 Continue``, or 413 at once."""
     receiver = WebhookReceiver(NoVerification(), max_body_size=1000)
-    async with WebhookServer(receiver) as server:
+    async with WebhookServer(receiver, backend=backend) as server:
         port = URL(server.url).port
         assert port is not None
         body = bodies.message("c1", "hi")
@@ -188,6 +201,92 @@ async def test_expect_100_continue(bodies: Any) -> None:
         got = await _exchange(port, _request(body, b"Expect: teapot\r\n"), until=b"teapot")
         assert got.startswith(b"HTTP/1.1 417 ")
     assert receiver.pending == 0
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "zlib-deflate"])
+async def test_compressed_deliveries_are_decoded(
+    http: aiohttp.ClientSession, bodies: Any, backend: Any, coding: str
+) -> None:
+    """A proxy may compress: gzip and deflate bodies are decoded (aiohttp apps do it too)."""
+    receiver = WebhookReceiver(NoVerification(), ack="after_handler")
+    seen: list[str] = []
+
+    @receiver.on_message()
+    async def handler(msg: Any, ctx: EventContext) -> None:
+        seen.append(msg.text)
+
+    body = bodies.message("c1", "squeezed")
+    if coding == "gzip":
+        packed = gzip.compress(body)
+    elif coding == "zlib-deflate":
+        packed, coding = zlib.compress(body), "deflate"
+    else:
+        squeeze = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        packed = squeeze.compress(body) + squeeze.flush()
+    async with WebhookServer(receiver, backend=backend) as server:
+        headers = {"Content-Encoding": coding, "Content-Type": "application/json"}
+        async with http.post(server.url, data=packed, headers=headers) as resp:
+            assert resp.status == 200
+    assert seen == ["squeezed"]
+
+
+async def test_compressed_bodies_are_capped_after_decoding(
+    http: aiohttp.ClientSession, bodies: Any
+) -> None:
+    """A small gzip bomb is refused by its decoded size; bad or unknown codings are refused."""
+    receiver = WebhookReceiver(NoVerification(), max_body_size=10_000)
+    async with WebhookServer(receiver, backend="httptools") as server:
+        bomb = gzip.compress(b" " * 10_000_000)
+        assert len(bomb) < 10_000
+        headers = {"Content-Encoding": "gzip"}
+        async with http.post(server.url, data=bomb, headers=headers) as resp:
+            assert resp.status == 413
+            assert await resp.json() == {"error": "payload too large"}
+        async with http.post(server.url, data=b"not gzip", headers=headers) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"] == "invalid body"
+        brotli = {"Content-Encoding": "br"}
+        async with http.post(server.url, data=bodies.message("c1", "x"), headers=brotli) as resp:
+            assert resp.status == 415
+            assert "br" in (await resp.json())["reasons"][0]
+        async with http.post(server.url, data=bodies.message("c1", "x")) as resp:
+            assert resp.status == 200  # and the server still serves
+    assert receiver.pending == 0
+
+
+async def test_a_chunked_body_of_tiny_chunks(bodies: Any, backend: Any) -> None:
+    """Thousands of 1-byte chunks make one body (the protocol must not keep a piece per chunk)."""
+    receiver = WebhookReceiver(NoVerification(), ack="after_handler")
+    seen: list[str] = []
+
+    @receiver.on_message()
+    async def handler(msg: Any, ctx: EventContext) -> None:
+        seen.append(msg.text)
+
+    body = bodies.message("c1", "t" * 5000)
+    chunked = b"".join(b"1\r\n%c\r\n" % byte for byte in body) + b"0\r\n\r\n"
+    head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    async with WebhookServer(receiver, backend=backend) as server:
+        port = URL(server.url).port
+        assert port is not None
+        got = await _exchange(port, head + chunked, until=b"\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert seen == ["t" * 5000]
+
+
+async def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` is httptools when importable, else aiohttp; asking for a missing one fails."""
+    with pytest.raises(ValueError, match="backend must be one of"):
+        WebhookServer(WebhookReceiver(NoVerification()), backend="h2")  # type: ignore[arg-type]
+    server = WebhookServer(WebhookReceiver(NoVerification()))
+    assert server.backend == "auto" and "backend='auto'" in repr(server)
+    async with server:
+        assert server.backend == "httptools"
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as on PyPy, or with no wheel
+    async with WebhookServer(WebhookReceiver(NoVerification())) as server:
+        assert server.backend == "aiohttp"
+    with pytest.raises(ImportError):
+        await WebhookServer(WebhookReceiver(NoVerification()), backend="httptools").start()
 
 
 # --------------------------------------------------------------------------- the runners

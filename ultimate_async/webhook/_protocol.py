@@ -37,6 +37,7 @@ from typing import Final
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._content_coding import ContentCodingError, decode
 from ._route import ALLOWED_METHODS, WebhookRoute
 from .receiver import WebhookReceiver
 from .response import TOO_LARGE, WebhookResponse, health_answer
@@ -190,7 +191,6 @@ class HttpConnection(asyncio.Protocol):
 
     __slots__ = (
         "_body",
-        "_body_size",
         "_busy",
         "_close_after",
         "_continue_pending",
@@ -238,8 +238,7 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._header_pairs: list[tuple[str, str]] = []
         self._request: _Request | None = None
-        self._body: list[bytes] = []
-        self._body_size = 0
+        self._body: bytes | bytearray = b""
         self._keep_alive = True
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -278,6 +277,8 @@ class HttpConnection(asyncio.Protocol):
             self._close_after = True
             self._refused = True
             self._pause_reading()
+            if not self._busy:
+                self._close()
         except httptools.HttpParserCallbackError as exc:
             refusal = exc.__context__
             if not isinstance(refusal, _Refusal):  # a bug of ours: never silently
@@ -365,17 +366,34 @@ class HttpConnection(asyncio.Protocol):
             self._transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self._limit:
+        # One bytes object for the usual single piece; a bytearray (not a list of pieces: a
+        # chunked body of 1-byte chunks must not cost 40 bytes of overhead per byte) beyond.
+        received = self._body
+        if len(received) + len(body) > self._limit:
             raise _Refusal(TOO_LARGE)
-        self._body.append(body)
+        if not received:
+            self._body = body
+        elif type(received) is bytes:
+            self._body = bytearray(received) + body
+        else:
+            received += body
 
     def on_message_complete(self) -> None:
         request = self._request
         if request is None:  # pragma: no cover - llhttp always completes the head first
             raise _text_error(400)
-        body = self._body
-        request.body = body[0] if len(body) == 1 else b"".join(body)
+        received = self._body
+        body = received if type(received) is bytes else bytes(received)
+        coding = request.headers.get("Content-Encoding")
+        if coding is not None:
+            try:
+                body = decode(coding, body, self._limit)
+            except ContentCodingError as exc:
+                if exc.status == 413:
+                    raise _Refusal(TOO_LARGE) from None
+                reason = "unsupported content encoding" if exc.status == 415 else "invalid body"
+                raise _Refusal(WebhookResponse.error(exc.status, reason, [str(exc)])) from None
+        request.body = body
         self._reset_message()
         self._continue_pending = False
         self._enqueue(request)
@@ -435,6 +453,10 @@ class HttpConnection(asyncio.Protocol):
             if self._continue_pending and self._transport is not None:
                 self._continue_pending = False
                 self._transport.write(_CONTINUE)
+        except Exception:  # a bug of ours: log it, drop this connection, keep serving others
+            log.exception("webhook connection failed")
+            if self._transport is not None:
+                self._transport.abort()
         finally:
             self._busy = False
             self._task = None
