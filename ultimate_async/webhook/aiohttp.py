@@ -1,10 +1,10 @@
-"""Serve a :class:`WebhookReceiver` with aiohttp: embed it, or run a small server.
+"""Serve a :class:`WebhookReceiver` over HTTP: embed it in an aiohttp app, or run a server.
 
-The adapter is deliberately thin: read the body, call :meth:`WebhookReceiver.handle`, copy the
-answer onto a ``web.Response``.  Only ``POST`` delivers (other methods get 405); a ``GET`` on the
-path answers a small health JSON.  :func:`setup_webhook` adds these routes to your
-``aiohttp.web.Application``; :class:`WebhookServer` serves them on aiohttp's low-level server
-(``_lowlevel.py``), which skips the application layer it does not need.
+Both are thin: read the body, call :meth:`WebhookReceiver.handle`, copy the answer onto the
+wire.  Only ``POST`` delivers (other methods get 405); a ``GET`` on the path answers a small
+health JSON.  :func:`setup_webhook` adds these routes to your ``aiohttp.web.Application``;
+:class:`WebhookServer` serves them on its own HTTP/1.1 protocol (``_protocol.py``, on
+httptools) or on aiohttp's low-level server (``_lowlevel.py``), answering the same either way.
 """
 
 from __future__ import annotations
