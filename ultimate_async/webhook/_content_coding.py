@@ -10,7 +10,9 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-__all__ = ["SUPPORTED", "ContentCodingError", "decode"]
+from .response import TOO_LARGE, WebhookResponse
+
+__all__ = ["SUPPORTED", "ContentCodingError", "decode", "supported", "unsupported"]
 
 #: ``Content-Encoding`` values understood (case-insensitive), with zlib's ``wbits`` for each.
 SUPPORTED: Final = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 0}
@@ -23,6 +25,24 @@ class ContentCodingError(ValueError):
         super().__init__(reason)
         self.status = status
 
+    @property
+    def response(self) -> WebhookResponse:
+        """The answer both ``WebhookServer`` backends give."""
+        if self.status == 413:
+            return TOO_LARGE
+        message = "unsupported content encoding" if self.status == 415 else "invalid body"
+        return WebhookResponse.error(self.status, message, [str(self)])
+
+
+def supported(coding: str) -> bool:
+    """Whether a ``Content-Encoding`` value is one :func:`decode` understands."""
+    name = coding.strip().lower()
+    return name in ("", "identity") or name in SUPPORTED
+
+
+def unsupported(coding: str) -> ContentCodingError:
+    return ContentCodingError(415, f"unsupported Content-Encoding: {coding!r}")
+
 
 def decode(coding: str, body: bytes, limit: int) -> bytes:
     """``body`` decoded from ``coding`` ("identity" passes through), at most ``limit`` bytes."""
@@ -31,7 +51,7 @@ def decode(coding: str, body: bytes, limit: int) -> bytes:
         return body
     wbits = SUPPORTED.get(name)
     if wbits is None:
-        raise ContentCodingError(415, f"unsupported Content-Encoding: {coding!r}")
+        raise unsupported(coding)
     if wbits == 0:  # "deflate" is zlib-wrapped by the RFC; raw deflate is common in practice
         zlib_header = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
         wbits = zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS

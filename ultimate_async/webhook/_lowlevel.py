@@ -10,48 +10,55 @@ inside an application: the same routes, status codes, bodies and ``Allow`` heade
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
 from typing import Final
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
+from ._content_coding import ContentCodingError, supported, unsupported
 from ._route import ALLOWED_METHODS, WebhookRoute
 from .receiver import WebhookReceiver
-from .response import TOO_LARGE, health_answer
+from .response import BODY_TIMEOUT, TOO_LARGE, WebhookResponse, health_answer
 
-__all__ = ["WebhookHandler", "health_response", "read_capped", "too_large"]
+__all__ = ["WebhookHandler", "health_response", "read_capped", "read_delivery"]
+
+log = logging.getLogger("ultimate_async.webhook")
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-Fallback = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
-
-def too_large() -> web.Response:
-    return web.Response(body=TOO_LARGE.body, status=413, content_type=TOO_LARGE.content_type)
+def _response(answer: WebhookResponse) -> web.Response:
+    # ``body=None`` is the cheaper constructor path; the bytes on the wire are the same.
+    return web.Response(
+        body=answer.body or None, status=answer.status, content_type=answer.content_type
+    )
 
 
 def health_response(receiver: WebhookReceiver) -> web.Response:
     """``{"status": "ok"|"closing", "pending": n}``; 503 while closing, so balancers move on."""
-    answer = health_answer(receiver)
-    return web.Response(body=answer.body, status=answer.status, content_type=answer.content_type)
+    return _response(health_answer(receiver))
 
 
 async def read_capped(request: web.BaseRequest, limit: int) -> bytes | None:
     """The body, or ``None`` when it is longer than ``limit`` (chunked bodies have no length).
 
     Reads the payload stream directly: ``request.read()`` would apply the request's own
-    ``client_max_size`` (1 MiB on a low-level server) and copy the body twice.
+    ``client_max_size`` (1 MiB on a low-level server, the app's setting in an app) and copy
+    the body twice.  Sizes are of the decoded body (aiohttp decodes gzip/deflate).
     """
     length = request.content_length
     if length is not None and length > limit:
         return None
     content = request.content
     chunk = await content.readany()
-    if content.at_eof():  # the usual case: the whole body arrived with the headers
-        return chunk if len(chunk) <= limit else None
-    chunks = [chunk]
     size = len(chunk)
+    if size > limit:
+        return None
+    if content.at_eof():  # the usual case: the whole body arrived with the headers
+        return chunk
+    chunks = [chunk]
     while chunk:
         chunk = await content.readany()
         size += len(chunk)
@@ -61,21 +68,59 @@ async def read_capped(request: web.BaseRequest, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def read_delivery(
+    request: web.BaseRequest,
+    limit: int,
+    timeout: float | None = None,  # noqa: ASYNC109
+) -> bytes | web.Response:
+    """The delivery's body, or the answer refusing it (the httptools backend's answers).
+
+    413 past ``limit``, 415 for a ``Content-Encoding`` other than gzip/deflate, 400 for a body
+    that does not decode; the connection is dropped when the body has not arrived within
+    ``timeout`` seconds (a slow-POST attack is not owed an answer).
+    """
+    coding = request.headers.get("Content-Encoding")
+    if coding is not None and not supported(coding):
+        return _response(unsupported(coding).response)
+    try:
+        async with asyncio.timeout(timeout):
+            body = await read_capped(request, limit)
+    except TimeoutError:
+        # Drop the connection: answering would start aiohttp's lingering read of the rest.
+        log.debug("webhook body not received within %s s: connection closed", timeout)
+        request.protocol.force_close()
+        return _response(BODY_TIMEOUT)
+    except web.RequestPayloadError as exc:
+        # The stream is broken: answer, then close (no lingering read of a failed payload).
+        response = _response(ContentCodingError(400, str(exc).replace("\n", " ")).response)
+        response.force_close()
+        request.content.feed_eof()
+        return response
+    except ConnectionResetError:  # the client is gone: this answer is never sent
+        log.debug("webhook client disconnected while sending its body")
+        return _response(BODY_TIMEOUT)
+    if body is None:
+        return _response(TOO_LARGE)
+    return body
+
+
 class WebhookHandler:
     """Routes a low-level request: ``POST`` delivers, ``GET``/``HEAD`` answer health, else 405/404.
 
-    ``fallback`` (``None``: 404) answers paths that are not the webhook's.
+    ``body_timeout``: seconds a body may take to arrive once the head has (``None``: no limit).
     """
 
-    __slots__ = ("_handle", "_limit", "_path", "fallback", "receiver", "route")
+    __slots__ = ("_handle", "_limit", "_path", "body_timeout", "receiver", "route")
 
-    def __init__(self, receiver: WebhookReceiver, route: WebhookRoute) -> None:
+    def __init__(
+        self, receiver: WebhookReceiver, route: WebhookRoute, body_timeout: float | None = None
+    ) -> None:
         self.receiver = receiver
         self.route = route
+        self.body_timeout = body_timeout
         self._handle = receiver.handle
         self._limit = receiver.max_body_size
         self._path = route.path
-        self.fallback: Fallback | None = None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         token = None
@@ -83,8 +128,6 @@ class WebhookHandler:
         if request.raw_path != self._path:
             matched, token = self.route.match(request.rel_url.path_safe)
             if not matched:
-                if self.fallback is not None:
-                    return await self.fallback(request)
                 raise web.HTTPNotFound()
         method = request.method
         if method == "POST":
@@ -96,14 +139,10 @@ class WebhookHandler:
     async def _post(self, request: web.BaseRequest, token: str | None) -> web.StreamResponse:
         if "Expect" in request.headers:
             await self._expect(request)
-        body = await read_capped(request, self._limit)
-        if body is None:
-            return too_large()
-        answer = await self._handle(body, request.headers, path_token=token)
-        # ``body=None`` is the cheaper constructor path; the bytes on the wire are the same.
-        return web.Response(
-            body=answer.body or None, status=answer.status, content_type=answer.content_type
-        )
+        body = await read_delivery(request, self._limit, self.body_timeout)
+        if not isinstance(body, bytes):
+            return body
+        return _response(await self._handle(body, request.headers, path_token=token))
 
     async def _expect(self, request: web.BaseRequest) -> None:
         """Answer ``Expect: 100-continue`` as an aiohttp application would (or 417)."""

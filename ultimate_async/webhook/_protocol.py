@@ -331,6 +331,16 @@ class HttpConnection(asyncio.Protocol):
         parser = self._parser
         self._keep_alive = parser.should_keep_alive()
         headers = CIMultiDictProxy(CIMultiDict(self._header_pairs))
+        version = parser.get_http_version()
+        hosts = len(headers.getall("Host", ()))
+        if hosts > 1 or (hosts == 0 and version != "1.0"):
+            raise _text_error(400)  # RFC 9112 3.2: exactly one Host in HTTP/1.1
+        if parser.should_upgrade() and (
+            "Content-Length" in headers or "Transfer-Encoding" in headers
+        ):
+            # llhttp hands what follows an upgrade request's head to the other protocol, which
+            # is not spoken here: the body would be lost, so the request is refused whole.
+            raise _text_error(400)
         method = parser.get_method().decode("ascii", "replace")
         target = self._url.decode("utf-8", "surrogateescape")
         try:
@@ -346,7 +356,6 @@ class HttpConnection(asyncio.Protocol):
         length = headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > self._limit:
             raise _Refusal(TOO_LARGE)
-        version = parser.get_http_version()
         request = _Request(method, headers, self._keep_alive, version == "1.0", token, answer)
         if method == "POST" and answer is None and "Expect" in headers:
             self._expect(headers, version)
@@ -389,10 +398,7 @@ class HttpConnection(asyncio.Protocol):
             try:
                 body = decode(coding, body, self._limit)
             except ContentCodingError as exc:
-                if exc.status == 413:
-                    raise _Refusal(TOO_LARGE) from None
-                reason = "unsupported content encoding" if exc.status == 415 else "invalid body"
-                raise _Refusal(WebhookResponse.error(exc.status, reason, [str(exc)])) from None
+                raise _Refusal(exc.response) from None
         request.body = body
         self._reset_message()
         self._continue_pending = False

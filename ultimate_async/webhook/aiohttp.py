@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from aiohttp import web
 
 from .._loop import run, wait_for_signal
-from ._lowlevel import WebhookHandler, health_response, too_large
+from ._lowlevel import WebhookHandler, health_response, read_delivery
 from ._route import WebhookRoute
 from .receiver import WebhookReceiver
 
@@ -43,34 +43,14 @@ def _httptools_available(*, required: bool) -> bool:
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def _read_capped(request: web.Request, limit: int) -> bytes | None:
-    """The body, or ``None`` when it is longer than ``limit`` (chunked bodies have no length)."""
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            return None
-        return await request.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _handlers(receiver: WebhookReceiver) -> tuple[_Handler, _Handler]:
     handle = receiver.handle
     limit = receiver.max_body_size
 
     async def post(request: web.Request) -> web.StreamResponse:
-        try:
-            body = await _read_capped(request, limit)
-        except web.HTTPRequestEntityTooLarge:  # the app's own client_max_size is smaller
-            return too_large()
-        if body is None:
-            return too_large()
+        body = await read_delivery(request, limit)
+        if not isinstance(body, bytes):
+            return body
         answer = await handle(body, request.headers, path_token=request.match_info.get("token"))
         return web.Response(
             body=answer.body, status=answer.status, content_type=answer.content_type
@@ -153,7 +133,7 @@ class WebhookServer:
         self._route = WebhookRoute(
             path, uses_path_token=getattr(receiver.verifier, "uses_path_token", False)
         )
-        self._handler = WebhookHandler(receiver, self._route)
+        self._handler = WebhookHandler(receiver, self._route, body_timeout=keepalive_timeout)
         self._runner: web.ServerRunner | None = None
         self._server: asyncio.Server | None = None
         self._listener: HttpListener | None = None

@@ -49,6 +49,7 @@ def health_answer(receiver: Any) -> WebhookResponse:
 ACK: Final = WebhookResponse(200)
 UNAUTHORIZED: Final = WebhookResponse.error(401, "unauthorized")
 TOO_LARGE: Final = WebhookResponse.error(413, "payload too large")
+BODY_TIMEOUT: Final = WebhookResponse.error(408, "request body not received in time")
 CLOSING: Final = WebhookResponse.error(503, "receiver is shutting down")
 BACKEND_UNAVAILABLE: Final = WebhookResponse.error(503, "backend unavailable, retry later")
 HANDLER_FAILED: Final = WebhookResponse.error(500, "handler failed")

@@ -1,1 +1,0 @@
-"""Experiments that inform design decisions; not part of ``make bench``'s targets table."""
