@@ -4,12 +4,14 @@ The same pipeline as ``sdk.py`` (verification, models, de-duplication, per-conve
 dispatch to a no-op ``on_message``), served by ``WebhookServer`` instead of ``setup_webhook``
 in an ``aiohttp.web.Application``.  ``--backend`` picks its HTTP layer (default ``auto``: what
 users get, httptools when installed).  ``GET /stats`` is served on a port of its own, so the
-webhook port is served exactly as users get it.
+webhook port is served exactly as users get it.  Like ``WebhookServer.run()``, it calls
+``gc.freeze()`` once serving (see that method: full collections otherwise dominate the p99).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 from typing import Any
 
 from benchmarks.payloads import PATH, SECRET
@@ -44,6 +46,7 @@ def main() -> None:
         server = WebhookServer(receiver, args.host, args.port, path=PATH, backend=args.backend)
         async with server, stats_server(stats, args.host) as stats_port:
             stats.extra["backend"] = server.backend
+            gc.freeze()  # as WebhookServer.run() does once serving
             ready(int(server.url.rsplit(":", 1)[1].split("/", 1)[0]), stats_port)
             await wait_for_signal()
 

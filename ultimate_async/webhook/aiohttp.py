@@ -10,6 +10,7 @@ httptools) or on aiohttp's low-level server (``_lowlevel.py``), answering the sa
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -229,6 +230,7 @@ class WebhookServer:
         *,
         use_uvloop: bool | None = None,
         announce: Callable[[str], object] | None = print,
+        freeze_gc: bool = True,
     ) -> None:
         """Serve until Ctrl-C or SIGTERM, then shut down gracefully: the entry point for scripts.
 
@@ -236,11 +238,21 @@ class WebhookServer:
         is installed (``pip install "ultimate_async[speed]"``; ``use_uvloop=False`` opts out,
         ``True`` requires it).  ``announce`` is called with one line naming the URL once
         serving (``None``: silent).  Inside a running loop use ``async with`` instead.
-        """
-        run(self._serve_until_signal(announce), use_uvloop=use_uvloop)
 
-    async def _serve_until_signal(self, announce: Callable[[str], object] | None) -> None:
+        ``freeze_gc``: once serving, ``gc.freeze()`` moves everything allocated so far (modules,
+        handlers, the receiver) out of the garbage collector's sight.  On a small machine a full
+        collection over those ~40,000 objects pauses the loop 6-15 ms, several times a second
+        under load: the freeze takes the p99 acknowledgement latency on uvloop from ~16 ms to
+        ~3 ms (``benchmarks/``).  It is undone when ``run`` returns.
+        """
+        run(self._serve_until_signal(announce, freeze_gc), use_uvloop=use_uvloop)
+
+    async def _serve_until_signal(
+        self, announce: Callable[[str], object] | None, freeze_gc: bool = False
+    ) -> None:
         async with self:
+            if freeze_gc:
+                gc.freeze()
             if announce is not None:
                 announce(f"serving webhooks on {self.url} (Ctrl-C to stop)")
             assert self._stopped is not None
@@ -252,6 +264,8 @@ class WebhookServer:
                 for task in (signalled, stopped):
                     task.cancel()
                 await asyncio.gather(signalled, stopped, return_exceptions=True)
+                if freeze_gc:
+                    gc.unfreeze()
 
     async def __aenter__(self) -> WebhookServer:
         await self.start()

@@ -78,7 +78,10 @@ class MemoryDeduplicator:
         # and evicting only ever look at the front.  (A plain insertion-ordered dict would not
         # do: popping its first item costs O(items deleted since its last resize).)  The arrays
         # hold raw machine values and only grow (by doubling): no churn for the allocator.
-        self._live: set[int] = set()
+        # A dict, not a set: CPython never tracks a dict holding only ints for the garbage
+        # collector, while a set of 100,000 ints was walked by every full collection (a 15 ms
+        # pause, several times a second at 30,000 deliveries/s: the p99 of benchmarks/).
+        self._live: dict[int, None] = {}
         # forget() leaves its claim in the ring (removing it would be O(n)): these count, per
         # hash, its oldest claims still there that no longer stand for a live key.
         self._stale: dict[int, int] = {}
@@ -108,7 +111,7 @@ class MemoryDeduplicator:
                 else:
                     del stale[digest]
                 return False
-        self._live.discard(digest)
+        self._live.pop(digest, None)
         return True
 
     async def claim(self, key: str) -> bool:
@@ -123,7 +126,7 @@ class MemoryDeduplicator:
         if len(live) >= self.max_size:
             while not self._pop_oldest():
                 pass
-        live.add(digest)
+        live[digest] = None
         count = self._count
         if count > self._mask:
             self._grow()
@@ -138,7 +141,7 @@ class MemoryDeduplicator:
         live = self._live
         if digest not in live:
             return
-        live.remove(digest)
+        del live[digest]
         self._stale[digest] = self._stale.get(digest, 0) + 1
         if self._count - len(live) > self.max_size:
             self._compact()
