@@ -13,7 +13,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from ultimate_async.webhook import WebhookReceiver, setup_webhook
+from ultimate_async.webhook import (
+    EventContext,
+    NoVerification,
+    Verifier,
+    WebhookReceiver,
+    setup_webhook,
+)
 
 #: The team's agreed webhook payloads live in ``../shared/fixtures/webhooks`` beside the
 #: repository (present in CI too); ``ULTIMATE_SHARED_DIR`` points elsewhere if needed.
@@ -111,3 +117,36 @@ async def _until(predicate: Callable[[], object], limit: float = 5.0) -> None:
 @pytest.fixture
 def until() -> Callable[..., Awaitable[None]]:
     return _until
+
+
+@pytest.fixture(params=["aiohttp", "httptools"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each ``WebhookServer`` backend in turn: tests using it run once per HTTP layer."""
+    name: str = request.param
+    if name == "httptools":
+        pytest.importorskip("httptools")
+    return name
+
+
+Recording = Callable[..., tuple[WebhookReceiver, list[str]]]
+
+
+@pytest.fixture
+def recording() -> Recording:
+    """``receiver, seen = recording(verifier=None, **kwargs)``: a receiver whose message handler
+    records each text in ``seen`` (``ack="after_handler"`` unless told)."""
+
+    def _recording(
+        verifier: Verifier | None = None, **kwargs: Any
+    ) -> tuple[WebhookReceiver, list[str]]:
+        kwargs.setdefault("ack", "after_handler")
+        receiver = WebhookReceiver(verifier or NoVerification(), **kwargs)
+        seen: list[str] = []
+
+        @receiver.on_message()
+        async def record(msg: Any, ctx: EventContext) -> None:
+            seen.append(msg.text)
+
+        return receiver, seen
+
+    return _recording

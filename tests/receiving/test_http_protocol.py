@@ -36,12 +36,12 @@ from ultimate_async.webhook import (
     EventContext,
     NoVerification,
     SharedSecretHeader,
-    Verifier,
     WebhookReceiver,
     WebhookServer,
 )
 
-BACKENDS = ["aiohttp", "httptools"]
+#: The ``recording`` fixture (conftest): ``receiver, seen = recording(verifier=None, **kw)``.
+Recording = Callable[..., tuple[WebhookReceiver, list[str]]]
 _IMF_FIXDATE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"\d{4} \d\d:\d\d:\d\d GMT"
@@ -51,14 +51,6 @@ Running = Callable[..., contextlib.AbstractAsyncContextManager[tuple[WebhookServ
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    if name == "httptools":
-        pytest.importorskip("httptools")
-    return name
 
 
 @pytest.fixture
@@ -318,21 +310,6 @@ def _get(
     return method + b" " + path + b" " + version + b"\r\nHost: x\r\n" + extra + b"\r\n"
 
 
-def _recording(
-    verifier: Verifier | None = None, **kwargs: Any
-) -> tuple[WebhookReceiver, list[str]]:
-    """A receiver (``ack="after_handler"`` unless told) whose handler records message texts."""
-    kwargs.setdefault("ack", "after_handler")
-    receiver = WebhookReceiver(verifier or NoVerification(), **kwargs)
-    seen: list[str] = []
-
-    @receiver.on_message()
-    async def record(msg: Any, ctx: EventContext) -> None:
-        seen.append(msg.text)
-
-    return receiver, seen
-
-
 async def _serves(connect: Connect, port: int, bodies: Any, seen: list[str]) -> None:
     """A well-formed delivery on a new connection is answered 200 and handled."""
     conn = await connect(port)
@@ -437,9 +414,13 @@ SMUGGLING = _smuggling_cases()
 
 @pytest.mark.parametrize("case", list(SMUGGLING))
 async def test_malformed_framing_is_refused_then_closed(
-    case: str, running: Running, connect: Connect, bodies: Any
+    case: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     smuggled = _post(bodies.message("c1", "smuggled"))
     async with running(receiver) as (_, port):
         conn = await connect(port)
@@ -458,10 +439,14 @@ async def test_malformed_framing_is_refused_then_closed(
     ["all-bare-lf", "bare-lf-hides-transfer-encoding", "bare-lf-in-chunked-framing"],
 )
 async def test_bare_lf_never_makes_two_requests_out_of_one(
-    case: str, running: Running, connect: Connect, bodies: Any
+    case: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """Bare LF line ends may be accepted (one request) or refused (4xx, closed), nothing else."""
-    receiver, seen = _recording()
+    receiver, seen = recording()
     body = bodies.message("c1", "bare-lf")
     smuggled = _post(bodies.message("c1", "smuggled"))
     data = {
@@ -493,11 +478,14 @@ async def test_bare_lf_never_makes_two_requests_out_of_one(
 
 
 async def test_http09_request_line_never_smuggles(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """``GET /webhook`` without a version (HTTP/0.9): llhttp accepts it; whatever the answer,
     it is the only one, the connection then closes and nothing behind it runs."""
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(b"GET /webhook\r\n\r\n" + _post(bodies.message("c1", "smuggled")))
@@ -513,14 +501,18 @@ async def test_http09_request_line_never_smuggles(
 
 @pytest.mark.parametrize("case", ["request-line", "one-header", "many-headers"])
 async def test_oversized_head_is_refused_then_closed(
-    case: str, running: Running, connect: Connect, bodies: Any
+    case: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     data = {
         "request-line": _get(b"/webhook?q=" + b"a" * 70_000),
         "one-header": _get(extra=b"X-Big: " + b"a" * 70_000 + b"\r\n"),
         "many-headers": _get(extra=b"".join(b"X-H-%d: v\r\n" % i for i in range(1000))),
     }[case]
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(data)
@@ -532,11 +524,15 @@ async def test_oversized_head_is_refused_then_closed(
 
 @pytest.mark.parametrize("case", ["endless-header-value", "endless-header-list"])
 async def test_endless_head_is_cut_off_without_buffering_it(
-    case: str, running: Running, connect: Connect, bodies: Any
+    case: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """A head that never ends: the server gives up long before 64 MiB, it does not buffer it."""
     piece = b"a" * 65536 if case == "endless-header-value" else b"X-Header: value\r\n" * 4096
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         sent = 0
@@ -557,9 +553,11 @@ async def test_endless_head_is_cut_off_without_buffering_it(
 
 
 async def test_content_length_above_the_cap_is_413_before_the_body(
-    running: Running, connect: Connect
+    running: Running,
+    connect: Connect,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording(max_body_size=1000)
+    receiver, seen = recording(max_body_size=1000)
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(_head(b"Content-Type: application/json", b"Content-Length: 1001") + b"\r\n")
@@ -572,9 +570,11 @@ async def test_content_length_above_the_cap_is_413_before_the_body(
 
 
 async def test_chunked_body_above_the_cap_is_413_before_its_end(
-    running: Running, connect: Connect
+    running: Running,
+    connect: Connect,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording(max_body_size=1000)
+    receiver, seen = recording(max_body_size=1000)
     async with running(receiver, shutdown_timeout=1.0) as (_, port):
         conn = await connect(port)
         await conn.send(_head(b"Content-Type: application/json", b"Transfer-Encoding: chunked"))
@@ -594,11 +594,14 @@ async def test_chunked_body_above_the_cap_is_413_before_its_end(
 
 
 async def test_body_size_cap_is_exact_for_both_framings(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     fits = bodies.message("c1", "x" * 100)
     over = bodies.message("c1", "x" * 101)
-    receiver, seen = _recording(max_body_size=len(fits))
+    receiver, seen = recording(max_body_size=len(fits))
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(_post(fits) + _chunked(fits, 7))
@@ -622,7 +625,11 @@ REFUSED = {
 
 @pytest.mark.parametrize("kind", list(REFUSED))
 async def test_body_of_a_refused_request_never_runs_as_a_request(
-    kind: str, running: Running, connect: Connect, bodies: Any
+    kind: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """Refused before (or after) reading its body, a request's body stays a body.
 
@@ -631,7 +638,7 @@ async def test_body_of_a_refused_request_never_runs_as_a_request(
     probe, but never answer (or handle) the request hidden in the body.
     """
     secret = kind == "unauthorized"
-    receiver, seen = _recording(
+    receiver, seen = recording(
         SharedSecretHeader("s") if secret else None,
         max_body_size=300 if kind == "too-large" else 10_000,
     )
@@ -670,9 +677,12 @@ async def test_body_of_a_refused_request_never_runs_as_a_request(
 
 
 async def test_fifty_pipelined_posts_answered_and_handled_in_order(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     texts = [f"p{i}" for i in range(50)]
     data = b"".join(
         _post(bodies.message(f"c{i}", text, message_id=f"m{i}")) for i, text in enumerate(texts)
@@ -689,10 +699,13 @@ async def test_fifty_pipelined_posts_answered_and_handled_in_order(
 
 
 async def test_pipelined_answers_keep_request_order(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """Answers of different kinds, pipelined: each in its request's place, HEAD without body."""
-    receiver, seen = _recording(max_body_size=1000)
+    receiver, seen = recording(max_body_size=1000)
     round_trip: list[tuple[bytes, int, bool]] = [
         (_post(bodies.message("c1", "a")), 200, False),
         (_get(b"/nope"), 404, False),
@@ -714,8 +727,10 @@ async def test_pipelined_answers_keep_request_order(
     assert seen == ["a", "b", "c"] * 3
 
 
-async def test_requests_sent_byte_by_byte(running: Running, connect: Connect, bodies: Any) -> None:
-    receiver, seen = _recording()
+async def test_requests_sent_byte_by_byte(
+    running: Running, connect: Connect, bodies: Any, recording: Recording
+) -> None:
+    receiver, seen = recording()
     data = _post(bodies.message("c1", "one")) + _chunked(bodies.message("c1", "two"), 9)
     async with running(receiver) as (_, port):
         conn = await connect(port)
@@ -728,10 +743,13 @@ async def test_requests_sent_byte_by_byte(running: Running, connect: Connect, bo
 
 
 async def test_pipelined_requests_split_at_awkward_boundaries(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """Pieces end between CR and LF, inside names, sizes, extensions and trailers."""
-    receiver, seen = _recording()
+    receiver, seen = recording()
     texts = ["s0", "s1", "s2", "s3"]
     data = (
         _post(bodies.message("c1", "s0"))
@@ -761,9 +779,12 @@ async def test_pipelined_requests_split_at_awkward_boundaries(
 
 
 async def test_http11_keeps_the_connection_open(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         for text in ("k1", "k2", "k3"):
@@ -783,10 +804,14 @@ def _closing_request(how: str, body: bytes) -> bytes:
 
 @pytest.mark.parametrize("how", ["connection-close", "http10-default"])
 async def test_closing_request_is_answered_then_closed(
-    how: str, running: Running, connect: Connect, bodies: Any
+    how: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """``Connection: close`` (or a plain HTTP/1.0 request): the answer, then the server closes."""
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(_closing_request(how, bodies.message("c1", "last")))
@@ -800,11 +825,15 @@ async def test_closing_request_is_answered_then_closed(
 
 @pytest.mark.parametrize("how", ["connection-close", "http10-default"])
 async def test_nothing_pipelined_after_a_closing_request_is_processed(
-    how: str, running: Running, connect: Connect, bodies: Any
+    how: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """RFC 9112 9.6: no request after ``close`` is processed.  The closing request itself is
     handled (200) or, when a backend refuses the whole batch, refused (4xx) and not handled."""
-    receiver, seen = _recording()
+    receiver, seen = recording()
     request = _closing_request(how, bodies.message("c1", "last"))
     async with running(receiver) as (_, port):
         conn = await connect(port)
@@ -817,9 +846,12 @@ async def test_nothing_pipelined_after_a_closing_request_is_processed(
 
 
 async def test_http10_keep_alive_stays_open(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         for text in ("a", "b"):
@@ -842,9 +874,12 @@ async def test_http10_keep_alive_stays_open(
 
 
 async def test_idle_connections_are_closed_after_keepalive_timeout(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, _ = _recording()
+    receiver, _ = recording()
     async with running(receiver, keepalive_timeout=0.5) as (_, port):
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -858,9 +893,12 @@ async def test_idle_connections_are_closed_after_keepalive_timeout(
 
 
 async def test_each_answer_restarts_the_keepalive_timer(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver, keepalive_timeout=0.5) as (_, port):
         conn = await connect(port)
         for text in ("t1", "t2", "t3", "t4"):  # 4 x 0.3 s: longer than the timeout in total
@@ -875,12 +913,16 @@ SLOW_PARTS = ["request-line", "header", "header-lines", "after-a-request", "body
 
 @pytest.mark.parametrize("where", SLOW_PARTS)
 async def test_slowloris_is_disconnected(
-    where: str, running: Running, connect: Connect, bodies: Any
+    where: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """A request dripping one byte every 0.1 s, forever: cut off within a few seconds (with
     ``keepalive_timeout=0.5``), and no request completes.  The head cases are the classic
     slowloris; the body cases the "slow POST" (a complete head, then a dripping body)."""
-    receiver, seen = _recording()
+    receiver, seen = recording()
     body = bodies.message("c1", "slow")
     slow_header = b"GET /webhook HTTP/1.1\r\nHost: x\r\nX-Slow: "
     prefix, drip = {
@@ -1031,9 +1073,13 @@ async def test_pipelining_into_a_stuck_handler_is_not_read_without_bound(
 
 
 async def test_a_client_that_never_reads_does_not_starve_others(
-    running: Running, connect: Connect, bodies: Any, until: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    until: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording(ack="on_receive")
+    receiver, seen = recording(ack="on_receive")
     one = _post(bodies.message("c-greedy", "greedy"))
     async with running(receiver) as (_, port):
         greedy = await connect(port, sndbuf=4096, rcvbuf=4096)
@@ -1056,9 +1102,11 @@ async def test_a_client_that_never_reads_does_not_starve_others(
 
 
 async def test_head_answers_health_headers_without_a_body(
-    running: Running, connect: Connect
+    running: Running,
+    connect: Connect,
+    recording: Recording,
 ) -> None:
-    receiver, _ = _recording()
+    receiver, _ = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(_get(method=b"HEAD") + _get())  # pipelined: no body may sit in between
@@ -1072,9 +1120,12 @@ async def test_head_answers_health_headers_without_a_body(
 
 @pytest.mark.parametrize("method", [b"OPTIONS", b"PUT", b"DELETE", b"PATCH"])
 async def test_other_methods_are_405_with_allow(
-    method: bytes, running: Running, connect: Connect
+    method: bytes,
+    running: Running,
+    connect: Connect,
+    recording: Recording,
 ) -> None:
-    receiver, _ = _recording()
+    receiver, _ = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(_post(b"{}", method=method) + _get())
@@ -1085,8 +1136,10 @@ async def test_other_methods_are_405_with_allow(
         assert (await conn.response()).status == 200  # the connection is still usable
 
 
-async def test_unknown_path_is_404(running: Running, connect: Connect, bodies: Any) -> None:
-    receiver, seen = _recording()
+async def test_unknown_path_is_404(
+    running: Running, connect: Connect, bodies: Any, recording: Recording
+) -> None:
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         body = bodies.message("c1", "elsewhere")
@@ -1097,9 +1150,12 @@ async def test_unknown_path_is_404(running: Running, connect: Connect, bodies: A
 
 
 async def test_absolute_form_target_is_routed_by_its_path(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         target = b"http://127.0.0.1:%d/webhook" % port
@@ -1111,8 +1167,10 @@ async def test_absolute_form_target_is_routed_by_its_path(
     assert seen == ["absolute"]
 
 
-async def test_websocket_upgrade_is_not_performed(running: Running, connect: Connect) -> None:
-    receiver, _ = _recording()
+async def test_websocket_upgrade_is_not_performed(
+    running: Running, connect: Connect, recording: Recording
+) -> None:
+    receiver, _ = recording()
     upgrade = _get(
         extra=b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -1133,9 +1191,12 @@ async def test_websocket_upgrade_is_not_performed(running: Running, connect: Con
 
 
 async def test_h2c_upgrade_on_a_post_is_ignored(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     extra = (
         b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
         b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
@@ -1153,8 +1214,10 @@ async def test_h2c_upgrade_on_a_post_is_ignored(
             assert seen == []
 
 
-async def test_connect_method_is_not_a_tunnel(running: Running, connect: Connect) -> None:
-    receiver, _ = _recording()
+async def test_connect_method_is_not_a_tunnel(
+    running: Running, connect: Connect, recording: Recording
+) -> None:
+    receiver, _ = recording()
     async with running(receiver) as (_, port):
         conn = await connect(port)
         await conn.send(
@@ -1166,11 +1229,15 @@ async def test_connect_method_is_not_a_tunnel(running: Running, connect: Connect
 
 @pytest.mark.parametrize("case", ["missing", "duplicate"])
 async def test_http11_request_needs_exactly_one_host(
-    case: str, running: Running, connect: Connect, bodies: Any
+    case: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request that lacks a Host
     header or has more than one (HTTP/1.0 requests need none)."""
-    receiver, seen = _recording()
+    receiver, seen = recording()
     body = bodies.message("c1", "hostless")
     host = {"missing": b"", "duplicate": b"Host: a\r\nHost: b\r\n"}[case]
     request = _post(body).replace(b"Host: x\r\n", host)
@@ -1187,11 +1254,15 @@ async def test_http11_request_needs_exactly_one_host(
 
 @pytest.mark.parametrize("case", ["not-gzip", "truncated-gzip", "gzip-bomb", "unknown-coding"])
 async def test_bad_or_inflating_content_encoding_is_a_4xx(
-    case: str, running: Running, connect: Connect, bodies: Any
+    case: str,
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
     """A body that does not decode is the client's fault (4xx, never a 500); a small gzip bomb
     is refused by its decoded size."""
-    receiver, seen = _recording(max_body_size=10_000)
+    receiver, seen = recording(max_body_size=10_000)
     body = bodies.message("c1", "encoded")
     coding, data = {
         "not-gzip": (b"gzip", b"not gzip"),
@@ -1216,9 +1287,12 @@ async def test_bad_or_inflating_content_encoding_is_a_4xx(
 
 
 async def test_every_answer_has_a_date_and_a_correct_length(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, _ = _recording(SharedSecretHeader("s"), max_body_size=1000)
+    receiver, _ = recording(SharedSecretHeader("s"), max_body_size=1000)
     auth = b"Authorization: s\r\n"
     kept_open = [
         (_post(bodies.message("c1", "dated"), auth), False),  # 200, empty
@@ -1266,8 +1340,10 @@ async def test_every_answer_has_a_date_and_a_correct_length(
 # --------------------------------------------------------------------------- 10. shutdown
 
 
-async def test_shutdown_with_idle_connections_is_prompt(running: Running, connect: Connect) -> None:
-    receiver, _ = _recording()
+async def test_shutdown_with_idle_connections_is_prompt(
+    running: Running, connect: Connect, recording: Recording
+) -> None:
+    receiver, _ = recording()
     loop = asyncio.get_running_loop()
     async with running(receiver, shutdown_timeout=5.0) as (_, port):
         idle = []
@@ -1318,9 +1394,12 @@ async def test_shutdown_answers_the_request_in_flight(
 
 
 async def test_expect_100_continue_is_ignored_for_http10(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     body = bodies.message("c1", "http10")
     request = _post(body, b"Expect: 100-continue\r\n", version=b"HTTP/1.0")
     async with running(receiver) as (_, port):
@@ -1335,9 +1414,12 @@ async def test_expect_100_continue_is_ignored_for_http10(
 
 
 async def test_expect_100_continue_is_case_insensitive_and_answered_once(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     body = bodies.message("c1", "expecting")
     async with running(receiver) as (_, port):
         conn = await connect(port)
@@ -1357,9 +1439,12 @@ async def test_expect_100_continue_is_case_insensitive_and_answered_once(
 
 
 async def test_unknown_expectation_is_417_without_reading_the_body(
-    running: Running, connect: Connect, bodies: Any
+    running: Running,
+    connect: Connect,
+    bodies: Any,
+    recording: Recording,
 ) -> None:
-    receiver, seen = _recording()
+    receiver, seen = recording()
     body = bodies.message("c1", "unexpected")
     async with running(receiver) as (_, port):
         conn = await connect(port)
@@ -1374,13 +1459,13 @@ async def test_unknown_expectation_is_417_without_reading_the_body(
 # --------------------------------------------------------------------------- backend choice
 
 
-async def test_auto_prefers_httptools() -> None:
+async def test_auto_prefers_httptools(recording: Recording) -> None:
     try:
         import httptools  # noqa: F401
     except ImportError:
         expected = "aiohttp"
     else:
         expected = "httptools"
-    receiver, _ = _recording()
+    receiver, _ = recording()
     async with WebhookServer(receiver) as server:
         assert server.backend == expected

@@ -69,12 +69,6 @@ def _answer(status: int, headers: Any, body: bytes) -> tuple[Any, ...]:
     )
 
 
-@pytest.fixture(params=["httptools", "aiohttp"])
-def backend(request: pytest.FixtureRequest) -> str:
-    value: str = request.param
-    return value
-
-
 @pytest.mark.parametrize("verifier", [NoVerification(), UrlToken(["tok-a", "tok-b"])])
 async def test_answers_exactly_like_setup_webhook(
     serve: Any, http: aiohttp.ClientSession, bodies: Any, verifier: Verifier, backend: Any
@@ -155,13 +149,10 @@ def _request(body: bytes, extra: bytes = b"", path: bytes = b"/webhook") -> byte
     )
 
 
-async def test_keep_alive_and_pipelined_requests_in_order(bodies: Any, backend: Any) -> None:
-    receiver = WebhookReceiver(NoVerification(), ack="after_handler")
-    seen: list[str] = []
-
-    @receiver.on_message()
-    async def handler(msg: Any, ctx: EventContext) -> None:
-        seen.append(msg.text)
+async def test_keep_alive_and_pipelined_requests_in_order(
+    bodies: Any, backend: Any, recording: Any
+) -> None:
+    receiver, seen = recording()
 
     async with WebhookServer(receiver, backend=backend) as server:
         port = URL(server.url).port
@@ -205,15 +196,10 @@ async def test_expect_100_continue(bodies: Any, backend: Any) -> None:
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate", "zlib-deflate"])
 async def test_compressed_deliveries_are_decoded(
-    http: aiohttp.ClientSession, bodies: Any, backend: Any, coding: str
+    http: aiohttp.ClientSession, bodies: Any, backend: Any, coding: str, recording: Any
 ) -> None:
     """A proxy may compress: gzip and deflate bodies are decoded (aiohttp apps do it too)."""
-    receiver = WebhookReceiver(NoVerification(), ack="after_handler")
-    seen: list[str] = []
-
-    @receiver.on_message()
-    async def handler(msg: Any, ctx: EventContext) -> None:
-        seen.append(msg.text)
+    receiver, seen = recording()
 
     body = bodies.message("c1", "squeezed")
     if coding == "gzip":
@@ -254,14 +240,9 @@ async def test_compressed_bodies_are_capped_after_decoding(
     assert receiver.pending == 0
 
 
-async def test_a_chunked_body_of_tiny_chunks(bodies: Any, backend: Any) -> None:
+async def test_a_chunked_body_of_tiny_chunks(bodies: Any, backend: Any, recording: Any) -> None:
     """Thousands of 1-byte chunks make one body (the protocol must not keep a piece per chunk)."""
-    receiver = WebhookReceiver(NoVerification(), ack="after_handler")
-    seen: list[str] = []
-
-    @receiver.on_message()
-    async def handler(msg: Any, ctx: EventContext) -> None:
-        seen.append(msg.text)
+    receiver, seen = recording()
 
     body = bodies.message("c1", "t" * 5000)
     chunked = b"".join(b"1\r\n%c\r\n" % byte for byte in body) + b"0\r\n\r\n"
