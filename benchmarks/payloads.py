@@ -13,7 +13,8 @@ CONVERSATIONS = 1000
 
 
 def send_message(conversation_id: str, message_id: str) -> dict[str, Any]:
-    """A ``sendMessage`` webhook shaped like ``fixtures/webhooks/chat_send_message_text.json``."""
+    """A ``sendMessage`` webhook of the shape of the test fixture ``chat_send_message_text.json``
+    (in ``tests/fixtures/webhooks``), with the benchmarks' own values."""
     return {
         "botId": BOT_ID,
         "channel": "chat",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,32 +19,10 @@ from ultimate_async.webhook import (
     setup_webhook,
 )
 
-#: The team's agreed webhook payloads live in ``../shared/fixtures/webhooks`` beside the
-#: repository (present in CI too); ``ULTIMATE_SHARED_DIR`` points elsewhere if needed.
-SHARED_DIR = Path(
-    os.environ.get("ULTIMATE_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")
-)
-FIXTURES = SHARED_DIR / "fixtures" / "webhooks"
+# The webhook sample payloads (``fixtures_dir``, ``valid_name``, ``invalid_name``) come from
+# tests/conftest.py: they live in tests/fixtures/webhooks.
 
 Serve = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
-
-
-@pytest.fixture
-def fixtures_dir() -> Path:
-    return FIXTURES
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize ``valid_name`` / ``invalid_name`` with the shared fixture files' names.
-
-    A missing directory yields no cases; test_parsing's
-    ``test_every_fixture_has_an_expectation`` fails then, so that cannot pass unnoticed.
-    """
-    if "valid_name" in metafunc.fixturenames:
-        metafunc.parametrize("valid_name", sorted(p.name for p in FIXTURES.glob("*.json")))
-    if "invalid_name" in metafunc.fixturenames:
-        names = sorted(p.name for p in (FIXTURES / "invalid").glob("*"))
-        metafunc.parametrize("invalid_name", names)
 
 
 @pytest.fixture
