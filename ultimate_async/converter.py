@@ -1,32 +1,33 @@
 """The one cattrs converter: wire JSON <-> the attrs models of :mod:`ultimate_async.models`.
 
-Inbound parsing is tolerant where the platform is vague and strict where a wrong type would
-hide a bug:
+Everything the SDK reads (webhook bodies, legacy API replies) goes through :data:`converter`,
+with one policy:
 
-* one endpoint receives every shape; :func:`parse_webhook` tells them apart with plain dict
-  checks (API_SPEC §4 "Discriminating") and then calls a pre-built structure function;
-* unknown keys are ignored, a missing or ``null`` field reads as its default, an unknown
-  ``eventType`` or shape becomes :class:`UnknownChatEvent` / :class:`UnknownWebhook`;
-* a wrong type (``buttons`` not a list, a number where text belongs, ``data`` neither an object
-  nor a list) raises :class:`~ultimate_async.errors.PayloadError` with one reason per field,
-  e.g. ``"expected a list, got str @ $.data.buttons"``.  Reasons never quote the values.
+* scalars are strict: text must be a JSON string, a flag a boolean, a number a number (an
+  integer is a number; a boolean is not), so a wrong type never passes as something else;
+* models are tolerant where the platform is vague: unknown keys are ignored and a missing or
+  ``null`` field reads as its default (cattrs generates each model's function with
+  ``make_dict_structure_fn``, given one hook per field that knows the field's default);
+* an action parameter's ``value`` given as a scalar reads as a one-element list of strings;
+* a wrong type raises :class:`~ultimate_async.errors.PayloadError` with one reason per field,
+  in wire (camelCase) names, e.g. ``"expected a list, got string @ $.data.buttons"``.  Reasons
+  never quote values.
 
-No aiohttp in here: the receiver core and the simulator share this module.
+Chat events are dispatched on their ``eventType`` tag (an unknown one becomes
+:class:`UnknownChatEvent`); the flat shapes are told apart by their keys (API_SPEC §4).
+No aiohttp in here: the receiver core, the legacy client and the simulator share this module.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Callable
+from types import UnionType
+from typing import Any, Final, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
-from cattrs.errors import (
-    ClassValidationError,
-    IterableValidationError,
-    IterableValidationNote,
-)
+from cattrs.errors import ClassValidationError, IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._json import loads
@@ -36,12 +37,8 @@ from .models.webhooks import (
     ActionParam,
     Alert,
     BotMessage,
-    Button,
-    CarouselCard,
     Escalate,
     TeamOnlineCheck,
-    TicketAttachment,
-    TicketIntent,
     TicketReply,
     UnknownChatEvent,
     UnknownWebhook,
@@ -56,6 +53,7 @@ __all__ = [
     "converter",
     "parse_webhook",
     "parse_webhook_body",
+    "structure",
     "to_wire",
     "webhook_body",
 ]
@@ -74,19 +72,23 @@ CHAT_EVENT_TYPES: Final[dict[type[Any], str]] = {
 
 _CAMEL = re.compile(r"_([a-z])")
 
-#: Attribute names whose wire name is not simply the camelCase of the attribute.
-_SPECIAL_WIRE_NAMES: Final[dict[type[Any], dict[str, str]]] = {ActionCall: {"params": "data"}}
+#: Attributes whose wire name is not simply the camelCase of the attribute.
+_SPECIAL_WIRE_NAMES: Final[dict[tuple[type[Any], str], str]] = {(ActionCall, "params"): "data"}
 
 
 def _wire_name(cls: type[Any], attribute: str) -> str:
-    special = _SPECIAL_WIRE_NAMES.get(cls, {}).get(attribute)
+    special = _SPECIAL_WIRE_NAMES.get((cls, attribute))
     return special or _CAMEL.sub(lambda m: m.group(1).upper(), attribute)
 
 
-def _attr_wire_name(attribute: str) -> str:
-    if attribute == "params":
-        return "data"
-    return _CAMEL.sub(lambda m: m.group(1).upper(), attribute)
+# --- field hooks ---------------------------------------------------------------------------------
+#
+# A hook takes the JSON value and the field's type, as cattrs calls it.  Each field gets its own
+# hook that knows the field's default (``null`` below: a factory, or ``None`` when ``null`` is an
+# error), so the tolerant-input rule costs nothing on a body without nulls and copies nothing.
+
+_Hook = Callable[[Any, Any], Any]
+_Null = Callable[[], Any] | None
 
 
 class _WrongType(TypeError):
@@ -112,37 +114,74 @@ def _wrong(expected: str, value: object) -> _WrongType:
     return _WrongType(f"expected {expected}, got {_json_type(value)}")
 
 
-# --- the converter ------------------------------------------------------------------------------
+def _exact(kind: type[Any], expected: str) -> Callable[[_Null], _Hook]:
+    """Hooks accepting exactly the JSON type ``kind`` (``True`` is not a number, 1 not text)."""
 
-converter: Final = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
-"""The SDK's converter. Hooks below make scalars strict and models tolerant."""
+    def make(null: _Null) -> _Hook:
+        def structure_exact(value: Any, _: Any) -> Any:
+            if type(value) is kind:
+                return value
+            if value is None and null is not None:
+                return null()
+            raise _wrong(expected, value)
 
+        return structure_exact
 
-def _structure_str(value: Any, _: Any) -> str:
-    if type(value) is str:
-        return value
-    raise _wrong("a string", value)
-
-
-def _structure_float(value: Any, _: Any) -> float:
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return float(value)
-    raise _wrong("a number", value)
+    return make
 
 
-def _structure_bool(value: Any, _: Any) -> bool:
-    if type(value) is bool:
-        return value
-    raise _wrong("a boolean", value)
+def _number(null: _Null) -> _Hook:
+    """Hooks for ``float`` fields: a JSON number, an integer one included."""
+
+    def structure_number(value: Any, _: Any) -> float:
+        if type(value) is float:
+            return value
+        if type(value) is int:
+            return float(value)
+        if value is None and null is not None:
+            return null()  # type: ignore[no-any-return]
+        raise _wrong("a number", value)
+
+    return structure_number
 
 
-def _structure_object(value: Any, _: Any) -> dict[str, Any]:
-    if type(value) is dict:
-        return value
-    raise _wrong("an object", value)
+_SCALARS: Final[dict[Any, Callable[[_Null], _Hook]]] = {
+    str: _exact(str, "a string"),
+    int: _exact(int, "an integer"),
+    bool: _exact(bool, "a boolean"),
+    float: _number,
+    dict[str, Any]: _exact(dict, "an object"),
+}
+
+
+def _list(type_: Any, conv: cattrs.Converter, null: _Null = None) -> _Hook:
+    """A strict list (a string is not a list of characters); errors carry the index."""
+    (elem_type,) = get_args(type_)
+    elem = conv.get_structure_hook(elem_type)
+
+    def structure_list(value: Any, _: Any) -> list[Any]:
+        if type(value) is not list:
+            if value is None and null is not None:
+                return null()  # type: ignore[no-any-return]
+            raise _wrong("a list", value)
+        out: list[Any] = []
+        try:
+            for item in value:
+                out.append(elem(item, elem_type))
+            return out
+        except Exception:  # structure again below, collecting every element's reason
+            pass
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                elem(item, elem_type)
+            except Exception as exc:
+                note = IterableValidationNote(f"Structuring @ index {index}", index, elem_type)
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+                errors.append(exc)
+        raise IterableValidationError("While structuring a list", errors, type_)
+
+    return structure_list
 
 
 def _scalar_text(value: object) -> str:
@@ -150,7 +189,7 @@ def _scalar_text(value: object) -> str:
         return value
     if type(value) is bool:
         return "true" if value else "false"
-    if type(value) in (int, float):
+    if type(value) is int or type(value) is float:
         return str(value)
     raise _wrong("a string", value)
 
@@ -159,200 +198,138 @@ def _structure_param_value(value: Any, _: Any) -> list[str]:
     """Action parameter values are lists of strings; a scalar is read as a one-element list."""
     if type(value) is list:
         return [_scalar_text(item) for item in value]
+    if value is None:
+        return []
     return [_scalar_text(value)]
 
 
-def _register_exact(exact: Any, hook: Callable[[Any, Any], Any]) -> None:
-    """Register a hook for one parametrised generic (singledispatch cannot take those)."""
-    converter.register_structure_hook_func(lambda t: bool(t == exact), hook)
+def _is_list(type_: Any) -> bool:
+    return get_origin(type_) is list
 
 
-converter.register_structure_hook(str, _structure_str)
-converter.register_structure_hook(float, _structure_float)
-converter.register_structure_hook(bool, _structure_bool)
-_register_exact(dict[str, Any], _structure_object)
+def _optional_of(type_: Any) -> Any:
+    """``X`` for ``X | None``, else ``None``."""
+    args = get_args(type_)
+    if get_origin(type_) in (Union, UnionType) and len(args) == 2 and type(None) in args:
+        return args[0] if args[1] is type(None) else args[1]
+    return None
 
 
-def _list_hook(elem_type: type[T]) -> Callable[[Any, Any], list[T]]:
-    """A strict list hook: a string is not a list of characters; errors carry the index."""
-    elem = converter.get_structure_hook(elem_type)
-
-    def structure_list(value: Any, list_type: Any) -> list[T]:
-        if type(value) is not list:
-            raise _wrong("a list", value)
-        try:
-            return [elem(item, elem_type) for item in value]
-        except Exception:
-            pass
-        errors: list[Exception] = []
-        out: list[T] = []
-        for index, item in enumerate(value):
-            try:
-                out.append(elem(item, elem_type))
-            except Exception as exc:
-                note = IterableValidationNote(f"Structuring @ index {index}", index, elem_type)
-                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
-                errors.append(exc)
-        raise IterableValidationError("While structuring a list", errors, list_type)
-
-    return structure_list
+def _none() -> None:
+    return None
 
 
-def _tolerant(hook: Callable[[Mapping[str, Any], Any], T]) -> Callable[[Any, Any], T]:
-    """Refuse non-objects; read ``null`` fields as their defaults by dropping them first."""
+def _hook(type_: Any, null: _Null, conv: cattrs.Converter) -> _Hook:
+    """The hook for ``type_`` reading ``null`` as ``null()`` (``null`` None: an error)."""
+    inner = _optional_of(type_)
+    if inner is not None:
+        type_, null = inner, null or _none
+    scalar = _SCALARS.get(type_)
+    if scalar is not None:
+        return scalar(null)
+    if _is_list(type_):
+        return _list(type_, conv, null)
+    hook = conv.get_structure_hook(type_)
+    if null is None:
+        return hook
 
-    def structure(value: Any, cls: Any) -> T:
+    def structure_nullable(value: Any, cls: Any) -> Any:
+        return null() if value is None else hook(value, cls)
+
+    return structure_nullable
+
+
+def _default(field: attrs.Attribute[Any]) -> _Null:
+    """What ``null`` reads as for ``field``: its default (a factory is called each time)."""
+    default = field.default
+    if default is attrs.NOTHING:
+        return None
+    factory: Callable[[], Any] | None = getattr(default, "factory", None)
+    if isinstance(default, attrs.Factory) and factory is not None:  # type: ignore[arg-type]
+        return factory
+    return lambda: default
+
+
+#: Fields read by a hook of their own rather than by their type's.
+_FIELD_HOOKS: Final[dict[tuple[type[Any], str], _Hook]] = {
+    (ActionParam, "value"): _structure_param_value,
+}
+
+#: Each model's generated function, without the check that the value is an object: for
+#: :func:`parse_webhook`, which has made it already.
+_GENERATED: Final[dict[type[Any], _Hook]] = {}
+
+
+def _model_hook(cls: Any, conv: cattrs.Converter) -> _Hook:
+    """cattrs' generated function for ``cls``: wire names, unknown keys ignored, null = default."""
+    attrs.resolve_types(cls)
+    fields = {}
+    for field in attrs.fields(cls):
+        hook = _FIELD_HOOKS.get((cls, field.name)) or _hook(field.type, _default(field), conv)
+        fields[field.name] = override(rename=_wire_name(cls, field.name), struct_hook=hook)
+    generated = make_dict_structure_fn(cls, conv, **fields)  # type: ignore[arg-type]
+    _GENERATED[cls] = generated
+
+    def structure_model(value: Any, _: Any) -> Any:
         if type(value) is not dict:
             raise _wrong("an object", value)
-        if None in value.values():
-            value = {k: v for k, v in value.items() if v is not None}
-        return hook(value, cls)
+        return generated(value, cls)
 
-    return structure
+    return structure_model
 
 
-def _register_model(cls: type[Any]) -> None:
-    attrs.resolve_types(cls)
-    renames: dict[str, Any] = {}
-    for field in attrs.fields(cls):
-        wire = _wire_name(cls, field.name)
-        if field.name == "value" and cls is ActionParam:
-            renames[field.name] = override(struct_hook=_structure_param_value)
-        elif wire != field.name:
-            renames[field.name] = override(rename=wire)
-    base = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **renames)
-    converter.register_structure_hook(cls, _tolerant(base))
-    wire_names: dict[str, Any] = {
+def _model_unhook(cls: Any, conv: cattrs.Converter) -> Callable[[Any], dict[str, Any]]:
+    """Wire names out; ``None`` fields omitted (DESIGN §8)."""
+    renames: dict[str, Any] = {
         name: override(rename=_wire_name(cls, name))
         for name in attrs.fields_dict(cls)
         if _wire_name(cls, name) != name
     }
-    unstructure = make_dict_unstructure_fn(cls, converter, **wire_names)
+    generated = make_dict_unstructure_fn(cls, conv, **renames)
 
-    def unstructure_without_none(obj: Any) -> dict[str, Any]:
-        return {k: v for k, v in unstructure(obj).items() if v is not None}
+    def unstructure_model(obj: Any) -> dict[str, Any]:
+        return {key: value for key, value in generated(obj).items() if value is not None}
 
-    converter.register_unstructure_hook(cls, unstructure_without_none)
-
-
-# Leaves first: a model's structure function looks its field hooks up when it is built.
-for _leaf in (Button, TicketIntent, TicketAttachment, ActionParam):
-    _register_model(_leaf)
-_register_exact(list[Button], _list_hook(Button))
-_register_model(CarouselCard)
-for _elem in (CarouselCard, TicketIntent, TicketAttachment, ActionParam):
-    _register_exact(list[_elem], _list_hook(_elem))  # type: ignore[valid-type]
-for _model in (*CHAT_EVENT_TYPES, TicketReply, ActionCall, Alert):
-    _register_model(_model)
-
-converter.register_unstructure_hook(UnknownChatEvent, lambda event: dict(event.raw))
-converter.register_unstructure_hook(UnknownWebhook, lambda event: dict(event.raw))
+    return unstructure_model
 
 
-# --- fast path ----------------------------------------------------------------------------------
-#
-# cattrs' detailed validation builds a result dict, guards every field and collects errors: most
-# of the cost of a delivery's structuring.  For each webhook model we also generate a straight-
-# line function that accepts only what the cattrs path accepts and builds the same object.  On
-# anything unusual (a wrong type, a missing required field) it gives up, and the cattrs path
-# runs to produce the field-level reasons: the fast path never decides that a body is invalid.
-# Why not a second cattrs converter with detailed_validation=False?  Measured (callgrind, the
-# whole handle() of a sendMessage delivery): 202k instructions against 182k with this path; the
-# per-field hook calls, not the error collection, are what costs.
+def _is(type_: Any) -> Callable[[Any], bool]:
+    return lambda t: bool(t == type_)
 
 
-class _NotFast(Exception):
-    """The fast path gives up; the cattrs path decides."""
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+    for type_, scalar in _SCALARS.items():
+        conv.register_structure_hook_func(_is(type_), scalar(None))
+    conv.register_structure_hook_factory(_is_list, _list)
+    conv.register_structure_hook_factory(
+        lambda t: _optional_of(t) is not None, lambda t, c: _hook(t, _none, c)
+    )
+    conv.register_structure_hook_factory(attrs.has, _model_hook)
+    conv.register_unstructure_hook(UnknownChatEvent, lambda event: dict(event.raw))
+    conv.register_unstructure_hook(UnknownWebhook, lambda event: dict(event.raw))
+    conv.register_unstructure_hook_factory(attrs.has, _model_unhook)
+    return conv
 
 
-_FAST: dict[type[Any], Callable[[Any], Any]] = {}
+converter: Final = _make_converter()
+"""The SDK's converter: strict scalars, tolerant models, wire names (see the module docstring)."""
 
 
-def _fast_field(cls: type[Any], field: Any, n: int, env: dict[str, Any]) -> list[str] | None:
-    """Source lines setting ``a{n}`` from ``o`` for one field, or None when not supported."""
-    wire = _wire_name(cls, field.name)
-    lines = [f"    v = o.get({wire!r})"]
-    default = field.default
-    if default is attrs.NOTHING:
-        lines.append("    if v is None: raise _NotFast")
-    elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        if default.takes_self:
-            return None
-        env[f"f{n}"] = default.factory
-        lines.append(f"    if v is None: a{n} = f{n}()")
-    else:
-        env[f"d{n}"] = default
-        lines.append(f"    if v is None: a{n} = d{n}")
-    kind = field.type
-    if cls is ActionParam and field.name == "value":
-        env["_param_value"] = _structure_param_value
-        lines.append(f"    else: a{n} = _param_value(v, None)")  # strict itself
-        return lines
-    elif kind in (str, str | None):
-        lines.append(f"    elif type(v) is str: a{n} = v")
-    elif kind in (float, float | None):
-        lines.append(f"    elif type(v) is float: a{n} = v")
-        lines.append(f"    elif type(v) is int: a{n} = float(v)")
-    elif kind is bool:
-        lines.append(f"    elif type(v) is bool: a{n} = v")
-    elif kind == dict[str, Any]:
-        lines.append(f"    elif type(v) is dict: a{n} = v")
-    elif getattr(kind, "__origin__", None) is list and kind.__args__[0] in _FAST:
-        env[f"s{n}"] = _FAST[kind.__args__[0]]
-        lines.append(f"    elif type(v) is list: a{n} = [s{n}(x) for x in v]")
-    else:
-        return None
-    lines.append("    else: raise _NotFast")
-    return lines
+def _generated(cls: type[Any]) -> _Hook:
+    converter.get_structure_hook(cls)  # generates (and records) the function
+    return _GENERATED[cls]
 
 
-def _make_fast(cls: type[Any]) -> None:
-    env: dict[str, Any] = {"_NotFast": _NotFast, "cls": cls}
-    lines = [
-        "def fast(o):",
-        "    if type(o) is not dict: raise _NotFast",
-    ]
-    fields = attrs.fields(cls)
-    for n, field in enumerate(fields):
-        if not field.init or field.kw_only or field.validator or field.converter:
-            return
-        field_lines = _fast_field(cls, field, n, env)
-        if field_lines is None:
-            return
-        lines.extend(field_lines)
-    lines.append(f"    return cls({', '.join(f'a{n}' for n in range(len(fields)))})")
-    exec(compile("\n".join(lines), f"<fast structure {cls.__name__}>", "exec"), env)
-    _FAST[cls] = env["fast"]
-
-
-for _model in (Button, TicketIntent, TicketAttachment, ActionParam, CarouselCard):
-    _make_fast(_model)
-for _model in (*CHAT_EVENT_TYPES, TicketReply, ActionCall, Alert):
-    _make_fast(_model)
-
-
-def _hook(cls: type[T]) -> Callable[[Any, Any], T]:
-    """The structure function parse_webhook uses: fast when it can be, cattrs otherwise."""
-    slow = converter.get_structure_hook(cls)
-    fast = _FAST.get(cls)
-    if fast is None:
-        return slow
-
-    def structure(value: Any, cls: Any) -> T:
-        try:
-            return fast(value)  # type: ignore[no-any-return]
-        except Exception:  # any doubt: let cattrs decide and explain
-            return slow(value, cls)  # type: ignore[no-any-return]
-
-    return structure
-
-
-_CHAT_HOOKS: Final[dict[str, tuple[type[Any], Callable[[Any, Any], Any]]]] = {
-    event_type: (cls, _hook(cls)) for cls, event_type in CHAT_EVENT_TYPES.items()
+#: The tagged union of chat events: ``eventType`` -> (class, its structure function).  (cattrs'
+#: ``configure_tagged_union`` with a default keeps every unknown tag it is given in a
+#: ``defaultdict``: memory a sender of random ``eventType`` values could grow without bound.)
+_CHAT_EVENTS: Final[dict[str, tuple[type[Any], _Hook]]] = {
+    tag: (cls, _generated(cls)) for cls, tag in CHAT_EVENT_TYPES.items()
 }
-_ACTION_HOOK: Final = _hook(ActionCall)
-_ALERT_HOOK: Final = _hook(Alert)
-_TICKET_HOOK: Final = _hook(TicketReply)
+_ACTION: Final = _generated(ActionCall)
+_ALERT: Final = _generated(Alert)
+_TICKET: Final = _generated(TicketReply)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -377,20 +354,23 @@ def _reasons(exc: BaseException, path: str) -> list[str]:
     elif isinstance(exc, ClassValidationError):
         cnotes, cwithout = exc.group_exceptions()
         for sub, cnote in cnotes:
-            errors.extend(_reasons(sub, f"{path}.{_attr_wire_name(cnote.name)}"))
+            errors.extend(_reasons(sub, f"{path}.{_wire_name(exc.cl, cnote.name)}"))
         errors.extend(f"{_format(sub)} @ {path}" for sub in cwithout)
     else:
         errors.append(f"{_format(exc)} @ {path}")
     return errors
 
 
-def _structure(hook: Callable[[Any, Any], T], value: Any, cls: type[T], path: str) -> T:
+def structure(value: object, cls: type[T], path: str = "$") -> T:
+    """Read decoded JSON as ``cls`` with the SDK's policy.
+
+    Raises :class:`PayloadError` whose ``errors`` name every bad field (``"... @ $.a.b"``).
+    """
     try:
-        return hook(value, cls)
-    except PayloadError:
-        raise
+        result: T = converter.get_structure_hook(cls)(value, cls)
     except Exception as exc:
         raise PayloadError(_reasons(exc, path)) from None
+    return result
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -404,26 +384,37 @@ def parse_webhook(raw: object) -> Webhook:
     if type(raw) is not dict:
         raise PayloadError([f"expected a JSON object, got {_json_type(raw)} @ $"])
     data = raw.get("data")
+    generated: Callable[[dict[str, Any], Any], Any]
     if type(data) is dict and "eventType" in data:
         event_type = data["eventType"]
         if type(event_type) is not str:
             raise PayloadError(
                 [f"expected a string, got {_json_type(event_type)} @ $.data.eventType"]
             )
-        entry = _CHAT_HOOKS.get(event_type)
-        if entry is not None:
-            return _structure(entry[1], data, entry[0], "$.data")  # type: ignore[no-any-return]
-        pcid = data.get("platformConversationId")
-        return UnknownChatEvent(event_type, data, pcid if type(pcid) is str else None)
-    if data is not None and type(data) is not dict and type(data) is not list:
-        raise PayloadError([f"expected an object or a list, got {_json_type(data)} @ $.data"])
-    if type(raw.get("name")) is str and (data is None or type(data) is list):
-        return _structure(_ACTION_HOOK, raw, ActionCall, "$")
-    if "botName" in raw and "event" in raw:
-        return _structure(_ALERT_HOOK, raw, Alert, "$")
-    if "predictedIntents" in raw or ("text" in raw and "conversationId" in raw and data is None):
-        return _structure(_TICKET_HOOK, raw, TicketReply, "$")
-    return UnknownWebhook(raw)
+        entry = _CHAT_EVENTS.get(event_type)
+        if entry is None:
+            pcid = data.get("platformConversationId")
+            return UnknownChatEvent(event_type, data, pcid if type(pcid) is str else None)
+        cls, generated = entry
+        value, path = data, "$.data"
+    else:
+        if data is not None and type(data) is not dict and type(data) is not list:
+            raise PayloadError([f"expected an object or a list, got {_json_type(data)} @ $.data"])
+        if type(raw.get("name")) is str and (data is None or type(data) is list):
+            cls, generated = ActionCall, _ACTION
+        elif "botName" in raw and "event" in raw:
+            cls, generated = Alert, _ALERT
+        elif "predictedIntents" in raw or (
+            "text" in raw and "conversationId" in raw and data is None
+        ):
+            cls, generated = TicketReply, _TICKET
+        else:
+            return UnknownWebhook(raw)
+        value, path = raw, "$"
+    try:
+        return generated(value, cls)  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise PayloadError(_reasons(exc, path)) from None
 
 
 def parse_webhook_body(body: bytes) -> tuple[dict[str, Any], Webhook]:
@@ -436,8 +427,7 @@ def parse_webhook_body(body: bytes) -> tuple[dict[str, Any], Webhook]:
     except (ValueError, UnicodeDecodeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else "malformed"
         raise PayloadError([f"invalid JSON ({_safe_json_error(detail)}) @ $"]) from None
-    event = parse_webhook(raw)
-    return raw, event
+    return raw, parse_webhook(raw)
 
 
 _JSON_ERROR_POSITION = re.compile(r"line \d+ column \d+ \(char \d+\)")

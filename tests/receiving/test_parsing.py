@@ -18,9 +18,9 @@ from ultimate_async.models.webhooks import (
     Button,
     CarouselCard,
     Escalate,
+    PredictedIntent,
     TeamOnlineCheck,
     TicketAttachment,
-    TicketIntent,
     TicketReply,
     UnknownChatEvent,
     UnknownWebhook,
@@ -33,46 +33,48 @@ from ultimate_async.webhook import NoVerification, WebhookReceiver
 
 # The fixture directory is located in conftest.py (``fixtures_dir``), which also parametrizes
 # every test taking ``valid_name`` / ``invalid_name`` with the files found there.
-PCID = "13427e90-f76a-47c2-a26d-ea0b4f1836c5"
+PCID = "5b1e9a2c-7d40-4e8b-a6f3-2c9d81e0b7a4"
+BOT_ID = "64b7f0c1a2d3e4f5a6b7c8d9"
+CONVERSATION_ID = "6570c3d2e1f0a9b8c7d6e5f4"
 
 EXPECTED: dict[str, Any] = {
     "action.json": ActionCall(
-        name="updateCustomerBalance",
+        name="lookUpOrder",
         platform_conversation_id=PCID,
-        conversation_id="65f0aa11bb22cc33dd44ee55",
+        conversation_id=CONVERSATION_ID,
         params=[
-            ActionParam(key="userId", value=["123345"], save_as="customerId"),
-            ActionParam(key="balance", value=["100"]),
+            ActionParam(key="orderNumber", value=["A-1042"], save_as="orderStatus"),
+            ActionParam(key="email", value=["reader@example.org"], sanitize=True),
         ],
-        bot_id="618a30beee4e8e87d2f94015",
+        bot_id=BOT_ID,
     ),
     "alert.json": Alert(
-        bot_name="Support bot",
-        event="backendIntegrationFailed",
+        bot_name="Bookshop helper",
+        event="actionFailed",
         platform_conversation_id=PCID,
-        conversation_id="65f0aa11bb22cc33dd44ee55",
+        conversation_id=CONVERSATION_ID,
         data={
-            "botId": "618a30beee4e8e87d2f94015",
-            "conversationId": "65f0aa11bb22cc33dd44ee55",
-            "conversationLink": "https://dashboard.ultimate.ai/conversations/65f0aa11bb22cc33dd44ee55",
-            "httpStatus": 500,
-            "endpointUrl": "https://backend.example.com/orders",
+            "botId": BOT_ID,
+            "conversationId": CONVERSATION_ID,
+            "conversationLink": f"https://dashboard.ultimate.ai/conversations/{CONVERSATION_ID}",
+            "httpStatus": 502,
+            "endpointUrl": "https://orders.example.org/api/lookup",
         },
     ),
-    "chat_escalate.json": Escalate(platform_conversation_id=PCID, escalate_to="team_billing"),
-    "chat_is_team_online.json": TeamOnlineCheck(team_id="team_billing"),
+    "chat_escalate.json": Escalate(platform_conversation_id=PCID, escalate_to="returns_desk"),
+    "chat_is_team_online.json": TeamOnlineCheck(team_id="returns_desk"),
     "chat_send_message_buttons.json": BotMessage(
         platform_conversation_id=PCID,
         type="text",
-        text="Did that answer your question?",
+        text="Would you like to track it?",
         buttons=[
-            Button("button", "YES"),
-            Button("button", "NO"),
-            Button("link", "Open help center"),
+            Button("button", "Track parcel"),
+            Button("button", "Talk to a person"),
+            Button("link", "Shipping policy"),
         ],
-        reply_id="610abc338851860016485d79",
-        message_id="65a9f0c2e4b0a1b2c3d4e5f7",
-        confidence=0.81,
+        reply_id="6571b0a1c2d3e4f5a6b7c803",
+        message_id="6571b0a1c2d3e4f5a6b7c902",
+        confidence=0.64,
     ),
     "chat_send_message_carousel.json": BotMessage(
         platform_conversation_id=PCID,
@@ -80,55 +82,63 @@ EXPECTED: dict[str, Any] = {
         text="",
         carousel_cards=[
             CarouselCard(
-                title="Standard shipping",
-                description="3-5 business days",
-                image_url="https://example.com/img/standard.png",
-                buttons=[Button("button", "Choose standard")],
+                title="Paperback",
+                description="Ships in 2 days",
+                image_url="https://books.example.org/covers/paperback.png",
+                buttons=[Button("button", "Pick paperback")],
             ),
             CarouselCard(
-                title="Express shipping",
-                description="Next day",
-                image_url="https://example.com/img/express.png",
-                buttons=[Button("button", "Choose express"), Button("link", "Prices")],
+                title="Hardcover",
+                description="Ships in 5 days",
+                image_url="https://books.example.org/covers/hardcover.png",
+                buttons=[Button("button", "Pick hardcover"), Button("link", "Compare editions")],
             ),
         ],
-        reply_id="61e5439dce4387001311d6db",
-        message_id="65a9f0c2e4b0a1b2c3d4e5f8",
-        confidence=0.77,
+        reply_id="6571b0a1c2d3e4f5a6b7c804",
+        message_id="6571b0a1c2d3e4f5a6b7c903",
+        confidence=0.71,
     ),
     "chat_send_message_text.json": BotMessage(
         platform_conversation_id=PCID,
-        text="Hello, this is a bot text message",
-        reply_id="618a30be1c2ffe001ab1078f",
-        message_id="65a9f0c2e4b0a1b2c3d4e5f6",
-        confidence=0.93,
+        text="Your parcel left our warehouse this morning.",
+        reply_id="6571b0a1c2d3e4f5a6b7c801",
+        message_id="6571b0a1c2d3e4f5a6b7c901",
+        confidence=0.87,
     ),
     "chat_send_message_text_minimal.json": BotMessage(
-        platform_conversation_id="session1",
-        text="Hello, this is a bot text message",
-        reply_id="618a30be1c2ffe001ab1078f",
+        platform_conversation_id="visitor-7",
+        text="Welcome back! How can I help?",
+        reply_id="6571b0a1c2d3e4f5a6b7c802",
     ),
     "chat_unknown_event.json": UnknownChatEvent(
-        event_type="typingIndicator",
-        raw={"eventType": "typingIndicator", "platformConversationId": PCID, "isTyping": True},
+        event_type="conversationRated",
+        raw={"eventType": "conversationRated", "platformConversationId": PCID, "rating": 4},
         platform_conversation_id=PCID,
     ),
     "chat_widget_end_session.json": WidgetEndSession(platform_conversation_id=PCID),
     "chat_widget_escalate.json": WidgetEscalate(
-        platform_conversation_id=PCID, escalate_to="team_billing"
+        platform_conversation_id=PCID, escalate_to="returns_desk"
     ),
     "chat_widget_message.json": WidgetMessage(
         platform_conversation_id=PCID,
-        text="Hello, is anyone there?",
-        conversation_id="65f0aa11bb22cc33dd44ee55",
+        text="Is someone from the returns desk there?",
+        conversation_id=CONVERSATION_ID,
     ),
     "ticket_reply.json": TicketReply(
-        platform_conversation_id="f15ee8b6-cf3e-4eaf-bf27-507ded70519a",
-        conversation_id="65f0aa11bb22cc33dd44ee56",
-        text="We have updated your shipping address.",
-        predicted_intents=[TicketIntent("5ee3593d2e4a8a47573252e8", "Update address", 0.92)],
-        attachments=[TicketAttachment("attachments/label.pdf")],
-        bot_id="618a30beee4e8e87d2f94015",
+        platform_conversation_id="ticket-2024-0815",
+        conversation_id="6570c3d2e1f0a9b8c7d6e5f5",
+        text="Thanks for writing in: your refund was issued today.",
+        predicted_intents=[PredictedIntent("6571aa00bb11cc22dd33ee44", "Refund status", 0.88)],
+        attachments=[TicketAttachment("attachments/refund-receipt.pdf")],
+        bot_id=BOT_ID,
+    ),
+    "unknown_webhook.json": UnknownWebhook(
+        {
+            "botId": BOT_ID,
+            "platformConversationId": PCID,
+            "surveyId": "csat-2024-q3",
+            "score": 9,
+        }
     ),
 }
 

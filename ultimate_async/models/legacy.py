@@ -3,24 +3,18 @@
 The documentation of these endpoints is thin (API_SPEC §3.5), so reading is tolerant: unknown
 keys are ignored and ``null`` reads as the field's default.  What does not fit at all (a list
 where an object belongs, text where a number belongs) raises ``ResponseDecodeError`` listing
-every field-level reason, instead of handing the caller a half-filled object.
-
-This module has its own small cattrs converter: the shared webhook converter belongs to the
-receiving half and is tuned for webhooks.
+every field-level reason, instead of handing the caller a half-filled object.  These rules are
+the SDK's one converter's (:mod:`ultimate_async.converter`), the same as for webhooks.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
-import cattrs
-from cattrs.cols import is_sequence, list_structure_factory
-from cattrs.gen import make_dict_structure_fn, override
 
-from ..errors import ResponseDecodeError
+from ..converter import structure
+from ..errors import PayloadError, ResponseDecodeError
 from .webhooks import PredictedIntent
 
 __all__ = [
@@ -40,7 +34,11 @@ T = TypeVar("T")
 
 @attrs.frozen
 class AutomationButton:
-    """A reply button; a ``link`` button opens a URL and must not be sent back as text."""
+    """A reply button; a ``link`` button opens a URL and must not be sent back as text.
+
+    :ivar text: The label; send it back as the next message to click a non-link button.
+    :ivar link: The URL a link button opens; ``None`` for an answer button.
+    """
 
     text: str = ""
     link: str | None = None
@@ -53,7 +51,12 @@ class AutomationButton:
 
 @attrs.frozen
 class AutomationMessage:
-    """One bot message; ``forward_to_human`` means the bot asks for an escalation."""
+    """One bot message of an automation reply.
+
+    :ivar text: The message text.
+    :ivar forward_to_human: Whether the bot asks to hand the conversation to a human.
+    :ivar buttons: The message's buttons.
+    """
 
     text: str = ""
     forward_to_human: bool = False
@@ -62,7 +65,11 @@ class AutomationMessage:
 
 @attrs.frozen
 class Entity:
-    """An entity extracted from the visitor's message by ``/api/v2/automation``."""
+    """An entity extracted from the visitor's message by ``/api/v2/automation``.
+
+    :ivar name: The entity's name, e.g. ``"email"``.
+    :ivar value: The text recognised as that entity.
+    """
 
     name: str = ""
     value: str = ""
@@ -70,7 +77,11 @@ class Entity:
 
 @attrs.frozen
 class DetectedLanguage:
-    """A language guess; ``value`` is an ISO 639-3 code such as ``"eng"``."""
+    """A guess of the language the visitor writes in.
+
+    :ivar value: An ISO 639-3 code such as ``"eng"``.
+    :ivar confidence: How sure the guess is, from 0 to 1, when given.
+    """
 
     value: str = ""
     confidence: float | None = None
@@ -78,7 +89,14 @@ class DetectedLanguage:
 
 @attrs.frozen
 class AutomationReply:
-    """The synchronous answer of ``POST /api/v2/automation``."""
+    """The synchronous answer of ``POST /api/v2/automation``.
+
+    :ivar messages: The bot's messages, in order (see :attr:`text`).
+    :ivar confidence_threshold: The bot's threshold for trusting an intent, when given.
+    :ivar predicted_intents: The intents recognised in the visitor's message.
+    :ivar entities: The entities extracted from it.
+    :ivar languages: Guesses of its language.
+    """
 
     messages: list[AutomationMessage] = attrs.Factory(list)
     confidence_threshold: float | None = None
@@ -99,7 +117,15 @@ class AutomationReply:
 
 @attrs.frozen
 class RecognizedEntity:
-    """An entity found by ``POST /api/intents`` (field types are undocumented; read leniently)."""
+    """An entity found by ``POST /api/intents`` (the field types are undocumented).
+
+    :ivar name: The entity's name, e.g. ``"email"``.
+    :ivar confidence: How sure the recognition is, from 0 to 1, when given.
+    :ivar form: The text recognised, when given.
+    :ivar index: The entity's position in the message, when given.
+    :ivar id: The entity's id, when given.
+    :ivar sanitize: Whether the value is personal data.
+    """
 
     name: str = ""
     confidence: float | None = None
@@ -111,104 +137,24 @@ class RecognizedEntity:
 
 @attrs.frozen
 class IntentsResult:
-    """The answer of ``POST /api/intents``."""
+    """The answer of ``POST /api/intents``.
+
+    :ivar intents: The intents recognised in the message.
+    :ivar entities: The entities found in it.
+    """
 
     intents: list[PredictedIntent] = attrs.Factory(list)
     entities: list[RecognizedEntity] = attrs.Factory(list)
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _structure_str(value: object, _: type) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # an id or entity value sent as a number
-    raise ValueError(f"expected a string, got {type(value).__name__}")
-
-
-def _structure_float(value: object, _: type) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(f"expected a number, got {type(value).__name__}")
-
-
-def _structure_int(value: object, _: type) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError(f"expected an integer, got {type(value).__name__}")
-
-
-def _structure_bool(value: object, _: type) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"expected a boolean, got {type(value).__name__}")
-
-
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=False)
-    converter.register_structure_hook(str, _structure_str)
-    converter.register_structure_hook(float, _structure_float)
-    converter.register_structure_hook(int, _structure_int)
-    converter.register_structure_hook(bool, _structure_bool)
-
-    def list_factory(type_: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-        # cattrs would happily iterate a string or a dict; the wire says array.
-        inner = list_structure_factory(type_, conv)
-
-        def structure(value: Any, t: Any) -> Any:
-            if not isinstance(value, list):
-                raise ValueError(f"expected an array, got {type(value).__name__}")
-            return inner(value, t)
-
-        return structure
-
-    def attrs_factory(cls: type[Any], conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-        renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
-        inner = make_dict_structure_fn(cls, conv, **renames)  # type: ignore[arg-type]
-
-        def structure(value: Any, t: Any) -> Any:
-            if not isinstance(value, Mapping):
-                raise ValueError(f"expected an object, got {type(value).__name__}")
-            # null reads as "absent", so the attribute's default applies.
-            return inner({k: v for k, v in value.items() if v is not None}, t)
-
-        return structure
-
-    converter.register_structure_hook_factory(is_sequence, list_factory)
-    converter.register_structure_hook_factory(attrs.has, attrs_factory)
-    return converter
-
-
-_converter = _make_converter()
-
-
 def structure_legacy(raw: object, cls: type[T], what: str) -> T:
     """Read a decoded JSON body as ``cls``; raise ``ResponseDecodeError`` naming every bad field.
 
-    ``what`` names the call in the error message (e.g. ``"POST /api/v2/automation reply"``).
+    The one converter of :mod:`ultimate_async.converter` reads these replies with the policy it
+    applies to webhooks.  ``what`` names the call in the error message (e.g.
+    ``"POST /api/v2/automation reply"``).
     """
     try:
-        return _converter.structure(raw, cls)
-    except Exception as exc:  # cattrs raises class/iterable validation groups or plain errors
-        reasons = cattrs.transform_error(exc, path="$", format_exception=_describe)
-        # cattrs names attributes; the server (and the reader of the error) speaks wire names.
-        reasons = [_ATTR_IN_PATH.sub(lambda m: "." + _camel(m.group(1)), r) for r in reasons]
-        raise ResponseDecodeError(f"unexpected {what}", reasons) from exc
-
-
-_ATTR_IN_PATH = re.compile(r"\.([a-z][a-z0-9_]*)")
-
-
-def _describe(exc: BaseException, type_: type | None) -> str:
-    if isinstance(exc, KeyError):
-        return "required field missing"
-    if isinstance(exc, ValueError | TypeError) and str(exc).startswith("expected "):
-        return str(exc)  # our own hooks' messages are already precise
-    name = getattr(type_, "__name__", None) or str(type_)
-    return f"invalid value, expected {name}"
+        return structure(raw, cls)
+    except PayloadError as exc:
+        raise ResponseDecodeError(f"unexpected {what}", exc.errors) from None

@@ -43,6 +43,11 @@ class MetaData:
     """One session parameter sent with ``metaData``; ``sanitize=True`` marks PII.
 
     ``sanitize`` goes on the wire only when ``True`` (DESIGN §8).
+
+    :ivar key: The parameter's name, as dialogues and actions refer to it.
+    :ivar value: Its value (the platform stores strings).
+    :ivar sanitize: Whether the value is personal data: the platform hides it, and this class's
+        ``repr`` masks it.
     """
 
     key: str
@@ -57,7 +62,10 @@ class MetaData:
 class ActionResult:
     """One session variable returned from an action webhook (``{"results": [...]}``).
 
-    ``value`` is usually a string, but the platform stores any JSON value, so it is not narrowed.
+    :ivar key: The session variable to set (usually the parameter's ``save_as``).
+    :ivar value: Its value: usually a string, but the platform stores any JSON value.
+    :ivar sanitize: Whether the value is personal data: the platform hides it, and this class's
+        ``repr`` masks it.
     """
 
     key: str
