@@ -97,11 +97,21 @@ class Server(Process):
 
 
 @contextmanager
-def server(module: str, args: Sequence[str] = (), *, cpu: int = SERVER_CPU) -> Iterator[Server]:
-    """Run ``python -m module --port 0 *args`` pinned to ``cpu``; yield once it printed READY."""
-    process = _spawn([_python(), "-m", module, "--port", "0", *args], cpu)
+def server(
+    module: str,
+    args: Sequence[str] = (),
+    *,
+    cpu: int = SERVER_CPU,
+    prefix: Sequence[str] = (),
+    timeout: float = 30.0,
+) -> Iterator[Server]:
+    """Run ``python -m module --port 0 *args`` pinned to ``cpu``; yield once it printed READY.
+
+    ``prefix`` runs it under another program (``valgrind --tool=callgrind ...``).
+    """
+    process = _spawn([*prefix, _python(), "-m", module, "--port", "0", *args], cpu)
     try:
-        port, stats_port = _wait_ready(process, module)
+        port, stats_port = _wait_ready(process, module, timeout)
         yield Server(process, port, stats_port)
     finally:
         _stop(process)

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks import harness
 from benchmarks.payloads import CONVERSATIONS
-from benchmarks.report import _fmt, _table, median
+from benchmarks.results import _fmt, _table, median
 from benchmarks.variants import sdk_receiver_problem
 
 if TYPE_CHECKING:
-    from benchmarks.run import Settings
+    from benchmarks.results import Settings
 
 MODULE = "benchmarks.servers.sdk_replica"
 REDIS_MISSING = "redis-server not found (apt-get install redis-server)"

@@ -5,22 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 import platform
-import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from benchmarks.run import Settings, VariantRun
+from benchmarks.instructions import targets as instruction_targets
+from benchmarks.results import Settings, VariantRun, _fmt, _table, median
 
 MiB = 1024 * 1024
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
 
 
 def paired_ratio(
@@ -136,6 +131,7 @@ def evaluate_targets(
     clients: Sequence[VariantRun],
     memory: dict[str, Any],
     ask: dict[str, Any],
+    instructions: dict[str, Any] | None = None,
 ) -> list[TargetResult]:
     rx = _by_key(receivers)
     cx = _by_key(clients)
@@ -155,13 +151,12 @@ def evaluate_targets(
                           rx.get("server"), bare, 1.5, attr="p99_ms", at_most=True),
             _ratio_target("receiver: WebhookServer + speed extra p99 <= 1.5x bare p99",
                           rx.get("server_speed"), bare, 1.5, attr="p99_ms", at_most=True),
-            # Beyond the issue's targets: the same pipeline mounted in an aiohttp.web app,
-            # and WebhookServer on its aiohttp backend (both bounded by aiohttp's own cost).
+            # Beyond the issue's targets: the same pipeline mounted in an aiohttp.web app.
             _ratio_target("(beyond the targets) embedded setup_webhook >= 0.70x bare",
                           rx.get("sdk"), bare, 0.70),
-            _ratio_target("(beyond the targets) WebhookServer backend=aiohttp >= 0.70x bare",
-                          rx.get("server_aiohttp"), bare, 0.70),
         ]  # fmt: skip
+    if instructions:
+        out += [TargetResult(*target) for target in instruction_targets(instructions)]
     if clients:
         raw = cx.get("raw")
         out += [
@@ -243,16 +238,6 @@ def run_dict(run: VariantRun) -> dict[str, Any]:
 # --- rendering ----------------------------------------------------------------------------------
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "-" if math.isnan(value) else format(value, spec)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _status(run: VariantRun) -> str:
     if run.skipped:
         return f"skipped: {run.skipped}"
@@ -274,8 +259,10 @@ def render(
     memory: dict[str, Any],
     ask: dict[str, Any],
     machine: dict[str, Any],
-    replicas: dict[str, Any] | None = None,
+    sections: Sequence[str] = (),
+    instructions: dict[str, Any] | None = None,
 ) -> str:
+    """The report; ``sections`` are lines other modules rendered (replicas, instructions)."""
     lines: list[str] = [f"## Results ({settings.mode} mode, {machine['date']})", ""]
     v = machine["versions"]
     lines += [
@@ -426,11 +413,8 @@ def render(
         ]
         lines += _table(["variant", "p50 ms", "CPU us/ask", "p50 ratio"], rows)
         lines.append("")
-    if replicas:
-        from benchmarks.replicas import render as render_replicas
-
-        lines += render_replicas(replicas)
-    targets = evaluate_targets(settings, receivers, clients, memory, ask)
+    lines += sections
+    targets = evaluate_targets(settings, receivers, clients, memory, ask, instructions)
     if targets:
         lines += ["### Targets (issue #5)", ""]
         lines += _table(

@@ -16,11 +16,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import harness, replicas, report
+from benchmarks import harness, instructions, replicas, report
+from benchmarks.results import Settings, VariantRun
 from benchmarks.variants import (
     CLIENT_BASELINE,
     CLIENTS,
@@ -35,50 +36,13 @@ from benchmarks.variants import (
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-@dataclass
-class Settings:
-    mode: str
-    reps: int
-    seconds: float
-    connections: int
-    client_n: int
-    client_concurrency: int
-    register_conversations: int
-    deliver_conversations: int
-    deliveries: int
-    ask_n: int = 300
-    smoke_requests: int = 0
-    use_wrk: bool = True
-
-
 MODES = {
     "full": Settings("full", 5, 5.0, 64, 20_000, 64, 100_000, 100_000, 1_000_000),
-    "quick": Settings("quick", 2, 2.0, 64, 10_000, 64, 20_000, 10_000, 100_000, ask_n=100),
+    "quick": Settings("quick", 2, 2.0, 64, 10_000, 64, 20_000, 10_000, 100_000, ask_n=100,
+                      instruction_deliveries=300),
     "smoke": Settings("smoke", 1, 1.0, 8, 50, 8, 1_000, 1_000, 3_000, ask_n=10,
                       smoke_requests=30, use_wrk=False),
 }  # fmt: skip
-
-
-@dataclass
-class VariantRun:
-    """All repetitions of one variant; ``problem`` says why it did not run or was wrong."""
-
-    variant: Variant
-    rps: list[float] = field(default_factory=list)
-    p50_ms: list[float] = field(default_factory=list)
-    p99_ms: list[float] = field(default_factory=list)
-    #: CPU time of the process under test per request, in microseconds.
-    cpu_us: list[float] = field(default_factory=list)
-    requests: int = 0
-    handled: int | None = None
-    errors: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
-    problem: str | None = None
-    skipped: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None and self.skipped is None and bool(self.rps)
 
 
 def _log(message: str) -> None:
@@ -325,8 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator")
     parser.add_argument(
         "--only",
-        default="receiver,client,memory,ask,replicas",
-        help="comma-separated sections: receiver, client, memory, ask, replicas",
+        default="receiver,client,memory,ask,replicas,instructions",
+        help="comma-separated sections: receiver, client, memory, ask, replicas, instructions",
     )
     parser.add_argument("--variants", default="", help="comma-separated variant keys to run")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="where to write results")
@@ -371,10 +335,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "replicas" in sections:
         _log(f"replicas benchmark ({settings.mode})")
         replicas_result = replicas.bench_replicas(settings)
+    counted: dict[str, Any] = {}
+    if "instructions" in sections and settings.mode != "smoke":  # minutes under valgrind
+        _log("instructions per delivery (callgrind)")
+        counted = instructions.measure(settings.instruction_deliveries)
     machine["loadavg_end"] = report.loadavg()
     machine["wall_seconds"] = round(time.time() - started, 1)
 
-    text = report.render(settings, receivers, clients, memory, ask, machine, replicas_result)
+    extra = [*replicas.render(replicas_result), *instructions.render(counted)]
+    text = report.render(
+        settings, receivers, clients, memory, ask, machine, extra, instructions=counted
+    )
     print(text)
     results.update(
         receivers=[report.run_dict(r) for r in receivers],
@@ -382,14 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory=memory,
         ask=ask,
         replicas=replicas_result,
-        targets=report.targets_dict(settings, receivers, clients, memory, ask),
+        instructions=counted,
+        targets=report.targets_dict(settings, receivers, clients, memory, ask, counted),
     )
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.md").write_text(text + "\n")
     (args.output / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     _log(f"written {args.output / 'latest.md'} and latest.json")
     failed = [r for r in (*receivers, *clients) if r.problem]
-    if failed or memory.get("problem") or ask.get("problem") or replicas_result.get("problem"):
+    problems = (memory, ask, replicas_result, *counted.get("rows", {}).values())
+    if failed or any(part.get("problem") for part in problems):
         return 1
     return 0
 

@@ -36,16 +36,19 @@ RECEIVERS: tuple[Variant, ...] = (
             needs=("orjson",), sdk=True),
     Variant("sdk_speed", "SDK pipeline + speed extra (uvloop, orjson)", "benchmarks.servers.sdk",
             ("--uvloop",), needs=("orjson", "uvloop"), sdk=True),
-    # The same pipeline served by the standalone WebhookServer (its default backend, httptools)
+    # The same pipeline served by the standalone WebhookServer (an aiohttp AppRunner of ours)
     # rather than setup_webhook in an aiohttp.web.Application (the "sdk*" rows above).
     Variant("server", "SDK WebhookServer, no speed extra", "benchmarks.servers.sdk_server",
             ("--no-speed",), sdk=True),
-    Variant("server_aiohttp", "SDK WebhookServer, backend=aiohttp, no speed extra",
-            "benchmarks.servers.sdk_server", ("--no-speed", "--backend", "aiohttp"), sdk=True),
     Variant("server_orjson", "SDK WebhookServer, orjson, default loop",
             "benchmarks.servers.sdk_server", needs=("orjson",), sdk=True),
     Variant("server_speed", "SDK WebhookServer + speed extra (uvloop, orjson)",
             "benchmarks.servers.sdk_server", ("--uvloop",), needs=("orjson", "uvloop"), sdk=True),
+    # ASGI on uvicorn (httptools parser): a raw hand-written ASGI app, and the SDK's WebhookApp.
+    Variant("asgi_raw", "hand-written raw ASGI app on uvicorn", "benchmarks.servers.asgi_raw",
+            needs=("uvicorn", "httptools")),
+    Variant("asgi", "SDK WebhookApp on uvicorn, orjson", "benchmarks.servers.asgi_sdk",
+            needs=("uvicorn", "httptools", "orjson"), sdk=True),
 )  # fmt: skip
 
 CLIENT_BASELINE = "raw"

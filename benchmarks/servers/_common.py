@@ -171,6 +171,40 @@ async def serve_aiohttp(app: Any, host: str, port: int) -> None:
         await runner.cleanup()
 
 
+def serve_asgi(app: Any, args: argparse.Namespace, stats: Stats) -> None:
+    """Serve an ASGI ``app`` on uvicorn until signalled, ``GET /stats`` on a port of its own.
+
+    Every ASGI variant runs on the same uvicorn settings: its HTTP parser on httptools (what
+    ``uvicorn[standard]`` installs), lifespan on, access log off, the loop ``--uvloop`` picks.
+    """
+    import uvicorn
+
+    async def main() -> None:
+        config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            loop="none",
+            http="httptools",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            backlog=1024,
+        )
+        server = uvicorn.Server(config)  # it handles SIGTERM/SIGINT itself
+        serving = asyncio.ensure_future(server.serve())
+        async with stats_server(stats, args.host) as stats_port:
+            while not server.started:
+                if serving.done():
+                    serving.result()
+                    return
+                await asyncio.sleep(0.01)
+            ready(server.servers[0].sockets[0].getsockname()[1], stats_port)
+            await serving
+
+    run(main, use_uvloop=args.uvloop)
+
+
 def stats_route(stats: Stats) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A ``GET /stats`` aiohttp handler."""
     from aiohttp import web

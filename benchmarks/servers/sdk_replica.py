@@ -49,7 +49,11 @@ def make_app(stats: Stats, args: argparse.Namespace) -> web.Application:
         stats.handled += 1
         extra["catch_all"] += 1
 
-    registrations = [receiver.register(f"conv-{i}", observe) for i in range(args.hold)]
+    # exclusive: the conversation's events go to its holder instead of the catch-all (an
+    # observer alone would see them beside it)
+    registrations = [
+        receiver.register(f"conv-{i}", observe, exclusive=True) for i in range(args.hold)
+    ]
 
     async def announce(_: web.Application) -> None:
         await receiver.start()

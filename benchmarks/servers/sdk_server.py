@@ -1,11 +1,10 @@
 """The SDK as a standalone server: the receiver of ``sdk.py`` served by ``WebhookServer``.
 
 The same pipeline as ``sdk.py`` (verification, models, de-duplication, per-conversation FIFO
-dispatch to a no-op ``on_message``), served by ``WebhookServer`` instead of ``setup_webhook``
-in an ``aiohttp.web.Application``.  ``--backend`` picks its HTTP layer (default ``auto``: what
-users get, httptools when installed).  ``GET /stats`` is served on a port of its own, so the
-webhook port is served exactly as users get it.  Like ``WebhookServer.run()``, it calls
-``gc.freeze()`` once serving (see that method: full collections otherwise dominate the p99).
+dispatch to a no-op ``on_message``), served by ``WebhookServer``: an aiohttp application of
+ours run by ``web.AppRunner``, so compare it with ``handwritten`` on the same aiohttp server.
+``GET /stats`` is served on a port of its own, so the webhook port is served exactly as users
+get it.  Like ``WebhookServer.run()``, it calls ``gc.freeze()`` once serving (see that method).
 """
 
 from __future__ import annotations
@@ -25,12 +24,12 @@ from benchmarks.servers._common import (
 )
 
 
-def _backend(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="auto", choices=("auto", "httptools", "aiohttp"))
+def _freeze(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-gc-freeze", action="store_true", help="as run(freeze_gc=False)")
 
 
 def main() -> None:
-    args = parse_args(__doc__ or "", _backend)
+    args = parse_args(__doc__ or "", _freeze)
     stats = Stats()
 
     async def serve() -> None:
@@ -43,10 +42,10 @@ def main() -> None:
         async def on_message(msg: Any, ctx: Any) -> None:
             stats.handled += 1
 
-        server = WebhookServer(receiver, args.host, args.port, path=PATH, backend=args.backend)
+        server = WebhookServer(receiver, args.host, args.port, path=PATH)
         async with server, stats_server(stats, args.host) as stats_port:
-            stats.extra["backend"] = server.backend
-            gc.freeze()  # as WebhookServer.run() does once serving
+            if not args.no_gc_freeze:
+                gc.freeze()  # as WebhookServer.run() does once serving
             ready(int(server.url.rsplit(":", 1)[1].split("/", 1)[0]), stats_port)
             await wait_for_signal()
 

@@ -1,12 +1,15 @@
-"""WebhookServer's HTTP/1.1 layer under attack, over raw sockets, on every backend.
+"""Every front end under attack, over raw sockets: WebhookServer, setup_webhook, WebhookApp.
 
 Every test drives a real server with hand-written bytes through a real TCP socket and reads the
-raw answer: request smuggling and malformed framing, oversized heads and bodies, pipelining and
-awkward packet boundaries, keep-alive, idle and slow clients, disconnects, back-pressure,
-methods and routes, shutdown and ``Expect``.  Each test runs once per backend
-(``backend="aiohttp"``: aiohttp's low-level server; ``backend="httptools"``: the hand-written
-protocol on httptools) and asserts what a user relies on: exact values where both backends must
-agree, status classes where they may legitimately differ (say 400 against 431).
+raw answer: request smuggling and malformed framing, oversized heads and bodies (trailers
+included), pipelining and awkward packet boundaries, keep-alive, idle and slow clients,
+disconnects, back-pressure, hostile targets and header bytes, methods and routes, shutdown and
+``Expect``.  Each test runs once per front end (``server``: ``WebhookServer``; ``app``:
+``setup_webhook`` in an application run by ``web.AppRunner``; ``uvicorn``: ``WebhookApp`` on a
+real uvicorn server) and asserts what a user relies on: exact values where every front end
+must agree, status classes where the servers underneath legitimately differ (400 against 431).
+HTTP parsing is the server's (aiohttp's, uvicorn's); these are regression tests of what the
+SDK promises whatever server is underneath, and of how it configures them.
 
 A handler that records every message text is the witness for smuggling: a request hidden in
 another request's body or behind a framing trick must never reach it.
@@ -29,15 +32,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp.http_exceptions import HttpProcessingError
+from _servers import serving_with_uvicorn, uvicorn_config
+from aiohttp import web
 from yarl import URL
 
+from ultimate_async.asgi import WebhookApp
 from ultimate_async.webhook import (
     EventContext,
     NoVerification,
     SharedSecretHeader,
     WebhookReceiver,
     WebhookServer,
+    setup_webhook,
 )
 
 #: The ``recording`` fixture (conftest): ``receiver, seen = recording(verifier=None, **kw)``.
@@ -47,52 +53,146 @@ _IMF_FIXDATE = re.compile(
     r"\d{4} \d\d:\d\d:\d\d GMT"
 )
 
-Running = Callable[..., contextlib.AbstractAsyncContextManager[tuple[WebhookServer, int]]]
+Running = Callable[..., contextlib.AbstractAsyncContextManager[tuple[str, int]]]
+FRONT_ENDS = ["server", "app", "uvicorn"]
+HEALTHY = {"status": "ok"}
 
 
 # --------------------------------------------------------------------------- fixtures
 
 
+@contextlib.asynccontextmanager
+async def _webhook_server(
+    receiver: WebhookReceiver, keepalive_timeout: float, shutdown_timeout: float
+) -> AsyncIterator[int]:
+    server = WebhookServer(
+        receiver, keepalive_timeout=keepalive_timeout, shutdown_timeout=shutdown_timeout
+    )
+    async with server:
+        port = URL(server.url).port
+        assert port is not None
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def _aiohttp_app(
+    receiver: WebhookReceiver, keepalive_timeout: float, shutdown_timeout: float
+) -> AsyncIterator[int]:
+    """setup_webhook in a user's application, run the way ``web.run_app`` runs it."""
+    app = web.Application()
+    setup_webhook(app, receiver, body_timeout=keepalive_timeout)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=keepalive_timeout,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _uvicorn(
+    receiver: WebhookReceiver, keepalive_timeout: float, shutdown_timeout: float
+) -> AsyncIterator[int]:
+    config = uvicorn_config(
+        WebhookApp(receiver, body_timeout=keepalive_timeout),
+        keepalive_timeout=keepalive_timeout,
+        timeout_graceful_shutdown=shutdown_timeout,
+    )
+    async with serving_with_uvicorn(config) as port:
+        yield port
+
+
+_FRONTS = {"server": _webhook_server, "app": _aiohttp_app, "uvicorn": _uvicorn}
+
+
+#: Where the server underneath falls short: these tests are expected to fail on it (strictly,
+#: so a fixed release shows up here), and the README says what to put in front of it.  Keys
+#: are test function names, optionally ``name[case]``.  "uvicorn" is uvicorn on httptools
+#: (``uvicorn[standard]``); its pure-Python h11 parser accepts ambiguous framing as well.
+_HALF_CLOSE = "closes a connection when the client shuts its writing side, answer unsent"
+AIOHTTP_SHORTFALLS = {
+    "test_hostile_targets_are_4xx[b'https://[v1.x][a@']": (
+        "yarl raises IndexError in the parser: connection dropped, asyncio logs an ERROR"
+    ),
+    "test_a_half_closed_client_is_answered": _HALF_CLOSE,
+}
+UVICORN_SHORTFALLS = {
+    "test_oversized_head_is_refused_then_closed[one-header]": "no header size limit",
+    "test_oversized_head_is_refused_then_closed[many-headers]": "no header count limit",
+    "test_endless_head_is_cut_off_without_buffering_it": "buffers an endless head",
+    "test_trailer_flood_is_cut_off": "buffers an endless trailer section",
+    "test_idle_connections_are_closed_after_keepalive_timeout": "no timeout before a first byte",
+    "test_slowloris_is_disconnected[request-line]": "no request head timeout",
+    "test_slowloris_is_disconnected[header]": "no request head timeout",
+    "test_slowloris_is_disconnected[header-lines]": "no request head timeout",
+    "test_slowloris_is_disconnected[after-a-request]": "no request head timeout",
+    "test_websocket_upgrade_is_not_performed": "leaves an unsupported upgrade unanswered",
+    "test_http11_request_needs_exactly_one_host": "does not enforce RFC 9112's Host rule",
+    "test_expect_100_continue_is_ignored_for_http10": "sends 100 Continue to HTTP/1.0",
+    "test_a_half_closed_client_is_answered": _HALF_CLOSE,
+}
+SHORTFALLS = {
+    "server": AIOHTTP_SHORTFALLS,
+    "app": AIOHTTP_SHORTFALLS,
+    "uvicorn": UVICORN_SHORTFALLS,
+}
+
+
+def _shortfall(node: pytest.Item, front: str) -> str | None:
+    known = SHORTFALLS[front]
+    name = node.name.split("[")[0]
+    case = node.name.partition("[")[2][:-1].removeprefix(front).lstrip("-")
+    return known.get(f"{name}[{case}]") or known.get(name)
+
+
+@pytest.fixture(params=FRONT_ENDS)
+def front(request: pytest.FixtureRequest) -> str:
+    """Each front end in turn: tests using it run once per server underneath."""
+    name: str = request.param
+    reason = _shortfall(request.node, name)
+    if reason is not None:
+        server = "uvicorn" if name == "uvicorn" else "aiohttp"
+        request.node.add_marker(pytest.mark.xfail(reason=f"{server}: {reason}", strict=True))
+    return name
+
+
 @pytest.fixture
-def running(backend: str) -> Running:
-    """``async with running(receiver, **server_kwargs) as (server, port)``, on ``backend``."""
+def running(front: str) -> Running:
+    """``async with running(receiver, **server_kwargs) as (front, port)``."""
 
     @contextlib.asynccontextmanager
     async def _running(
-        receiver: WebhookReceiver, **kwargs: Any
-    ) -> AsyncIterator[tuple[WebhookServer, int]]:
-        server = WebhookServer(receiver, backend=backend, **kwargs)
-        async with server:
-            assert server.backend == backend
-            port = URL(server.url).port
-            assert port is not None
-            yield server, port
+        receiver: WebhookReceiver, *, keepalive_timeout: float = 75.0, shutdown_timeout: float = 5.0
+    ) -> AsyncIterator[tuple[str, int]]:
+        async with _FRONTS[front](receiver, keepalive_timeout, shutdown_timeout) as port:
+            yield front, port
 
     return _running
 
 
-def _client_fault_logged_by_aiohttp(record: logging.LogRecord) -> bool:
-    """aiohttp logs every unparsable request at ERROR ("Error handling request from ...",
-    with the parser's exception; a bad method on a connection's first request is only DEBUG).
-    That is aiohttp's choice about a client's fault, not a server failure, so it is tolerated;
-    any other exception logged there (a 500) is not."""
-    exc = record.exc_info[1] if record.exc_info else None
-    return (
-        record.name == "aiohttp.server"
-        and record.msg == "Error handling request from %s"
-        and isinstance(exc, HttpProcessingError)
-    )
-
-
 @pytest.fixture(autouse=True)
-def _nothing_logged_at_error(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """No ERROR is logged (an asyncio "exception was never retrieved", a handler crash, ...)."""
+def _nothing_logged_at_error(
+    caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """No ERROR is logged and no traceback above DEBUG: a client's malformed request is not a
+    server failure (nor a way to flood the log), and neither is an asyncio "exception was never
+    retrieved" or a handler crash."""
     yield
+    if request.node.get_closest_marker("xfail") is not None:
+        return  # a known shortfall of the server underneath: its failure is the point
     errors = [
         f"{record.name}: {record.getMessage()}"
-        for when in ("setup", "call")
+        for when in ("setup", "call", "teardown")
         for record in caplog.get_records(when)
-        if record.levelno >= logging.ERROR and not _client_fault_logged_by_aiohttp(record)
+        if record.levelno >= logging.ERROR
+        or (record.levelno > logging.DEBUG and record.exc_info is not None)
     ]
     assert errors == []
 
@@ -667,7 +767,7 @@ async def test_body_of_a_refused_request_never_runs_as_a_request(
         assert answer.status == REFUSED[kind], answer.raw
         probe = await conn.next_response()
         if probe is not None:  # the connection was kept: the next answer is the probe's
-            assert probe.status == 200 and probe.json() == {"status": "ok", "pending": 0}
+            assert probe.status == 200 and probe.json() == HEALTHY
             assert (await conn.quiet(0.3))[0] == b""
         await asyncio.sleep(0.05)
     assert seen == []
@@ -716,7 +816,7 @@ async def test_pipelined_answers_keep_request_order(
         (_chunked(bodies.message("c2", "b"), 5), 200, False),
         (_post(bodies.message("c3", "c")), 200, False),
     ]
-    last = (_post(b"x" * 1001), 413, False)  # a backend may close after a 413: it comes last
+    last = (_post(b"x" * 1001), 413, False)  # a server may close after a 413: it comes last
     requests = round_trip * 3 + [last]
     async with running(receiver) as (_, port):
         conn = await connect(port)
@@ -770,7 +870,7 @@ async def test_pipelined_requests_split_at_awkward_boundaries(
             await asyncio.sleep(0.001)
         answers = [await conn.response(head=i == 3) for i in range(6)]
         assert _statuses(answers) == [200] * 6
-        assert answers[2].json() == {"status": "ok", "pending": 0}
+        assert answers[2].json() == HEALTHY
         assert answers[3].get("Content-Length") == str(len(answers[2].body))
     assert seen == texts
 
@@ -832,7 +932,7 @@ async def test_nothing_pipelined_after_a_closing_request_is_processed(
     recording: Recording,
 ) -> None:
     """RFC 9112 9.6: no request after ``close`` is processed.  The closing request itself is
-    handled (200) or, when a backend refuses the whole batch, refused (4xx) and not handled."""
+    handled (200) or, when a server refuses the whole batch, refused (4xx) and not handled."""
     receiver, seen = recording()
     request = _closing_request(how, bodies.message("c1", "last"))
     async with running(receiver) as (_, port):
@@ -852,7 +952,7 @@ async def test_http10_keep_alive_stays_open(
     recording: Recording,
 ) -> None:
     receiver, seen = recording()
-    async with running(receiver) as (_, port):
+    async with running(receiver) as (front, port):
         conn = await connect(port)
         for text in ("a", "b"):
             await conn.send(
@@ -862,8 +962,11 @@ async def test_http10_keep_alive_stays_open(
             )
             answer = await conn.response()
             assert answer.status == 200
-            # an HTTP/1.0 client only keeps the connection when told so
-            assert (answer.get("Connection") or "").lower() == "keep-alive", answer.raw
+            # an HTTP/1.0 client only keeps the connection when told so; uvicorn never does
+            # (a server may always close), and then it says so and closes
+            if (answer.get("Connection") or "").lower() != "keep-alive":
+                assert front == "uvicorn" and await conn.rest() == b"", answer.raw
+                conn = await connect(port)
         await conn.send(_get(version=b"HTTP/1.0"))  # and a plain 1.0 request then closes it
         assert (await conn.response()).status == 200
         assert await conn.rest() == b""
@@ -1113,7 +1216,7 @@ async def test_head_answers_health_headers_without_a_body(
         head = await conn.response(head=True)
         get = await conn.response()
         assert head.status == get.status == 200
-        assert get.json() == {"status": "ok", "pending": 0}
+        assert get.json() == HEALTHY
         assert head.get("Content-Type") == get.get("Content-Type") == "application/json"
         assert head.get("Content-Length") == str(len(get.body))
 
@@ -1201,16 +1304,18 @@ async def test_h2c_upgrade_on_a_post_is_ignored(
         b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
         b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
     )
-    async with running(receiver) as (_, port):
+    async with running(receiver) as (front, port):
         conn = await connect(port)
         await conn.send(_post(bodies.message("c1", "h2c"), extra))
         answer = await conn.response()
         assert answer.status != 101 and answer.get("Upgrade") is None, answer.raw
-        # handled, or refused by the HTTP layer; never run with its body silently dropped
+        # handled, or refused; never run with its body silently dropped (uvicorn on httptools
+        # drops it: the receiver then refuses the empty body)
         if answer.status == 200:
             assert seen == ["h2c"]
         else:
-            assert 400 <= answer.status < 500 and b"invalid payload" not in answer.body, answer.raw
+            assert 400 <= answer.status < 500, answer.raw
+            assert front == "uvicorn" or b"invalid payload" not in answer.body, answer.raw
             assert seen == []
 
 
@@ -1271,12 +1376,14 @@ async def test_bad_or_inflating_content_encoding_is_a_4xx(
         "unknown-coding": (b"x-unknown", body),
     }[case]
     assert len(data) < 10_000
-    async with running(receiver, shutdown_timeout=1.0) as (_, port):
+    async with running(receiver, shutdown_timeout=1.0) as (front, port):
         conn = await connect(port)
         await conn.send(_post(data, b"Content-Encoding: " + coding + b"\r\n"))
         answer = await conn.response()
         assert 400 <= answer.status < 500, answer.raw
-        if case == "gzip-bomb":
+        if front == "uvicorn":  # ASGI servers do not decode bodies: WebhookApp refuses them
+            assert answer.status == 415, answer.raw
+        elif case == "gzip-bomb":
             assert answer.status == 413 and answer.json() == {"error": "payload too large"}
         await conn.aclose()
         await _serves(connect, port, bodies, seen)
@@ -1303,14 +1410,15 @@ async def test_every_answer_has_a_date_and_a_correct_length(
         (_post(b"not json", auth), False),  # 400 from the receiver
         (_post(bodies.message("c1", "nope")), False),  # 401
     ]
-    alone = [  # each on its own connection: a backend may close after these
+    alone = [  # each on its own connection: a server may close after these
         _post(b"x" * 1001, auth),  # 413
         _post(b"{}", b"Expect: teapot\r\n"),  # 417
         b"GARBAGE\r\n\r\n",  # 400 from the parser
-        _get(extra=b"X-Big: " + b"a" * 70_000 + b"\r\n"),  # 431 or so
     ]
     answers: list[Response] = []
-    async with running(receiver) as (_, port):
+    async with running(receiver) as (front, port):
+        if front != "uvicorn":  # uvicorn has no head limit (test_oversized_head_...)
+            alone.append(_get(extra=b"X-Big: " + b"a" * 70_000 + b"\r\n"))  # 431 or so
         conn = await connect(port)
         await conn.send(b"".join(request for request, _ in kept_open))
         answers += [await conn.response(head=head) for _, head in kept_open]
@@ -1330,7 +1438,7 @@ async def test_every_answer_has_a_date_and_a_correct_length(
         assert answer.get("Content-Length") is not None, answer.raw
     # read by Content-Length, every body parsed whole (JSON ones included) and nothing was left
     # over on the connection: the lengths were exact; a HEAD announces the GET's length
-    assert answers[1].json() == {"status": "ok", "pending": 0}
+    assert answers[1].json() == HEALTHY
     assert answers[2].get("Content-Length") == str(len(answers[1].body))
     assert answers[5].json()["error"] == "invalid payload"
     assert answers[6].json() == {"error": "unauthorized"}
@@ -1456,16 +1564,178 @@ async def test_unknown_expectation_is_417_without_reading_the_body(
     assert seen == []
 
 
-# --------------------------------------------------------------------------- backend choice
+# --------------------------------------------------------------------------- 12. issue 12's run
+# The findings of the attack run against the home-made server, kept as regression tests of
+# whatever server is underneath.
 
 
-async def test_auto_prefers_httptools(recording: Recording) -> None:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        expected = "aiohttp"
-    else:
-        expected = "httptools"
-    receiver, _ = recording()
-    async with WebhookServer(receiver) as server:
-        assert server.backend == expected
+@pytest.mark.parametrize("case", ["trailer-value", "trailer-fields"])
+async def test_trailer_flood_is_cut_off(
+    case: str, running: Running, connect: Connect, bodies: Any, recording: Recording
+) -> None:
+    """A chunked body whose trailer section never ends: the server gives up long before 64 MiB
+    (it grew by 114 MiB in 20 s on the old server) and others are still served."""
+    piece = b"a" * 65536 if case == "trailer-value" else b"X-Trailer: value\r\n" * 4096
+    receiver, seen = recording()
+    body = bodies.message("c1", "trailing")
+    async with running(receiver, shutdown_timeout=1.0) as (_, port):
+        conn = await connect(port)
+        sent = 0
+        closed = False
+        try:
+            async with asyncio.timeout(5):
+                await conn.send(_chunked(body, 64).removesuffix(b"\r\n") + b"X-Flood: ")
+                while sent < 64 * 1024 * 1024:
+                    await conn.send(piece)
+                    sent += len(piece)
+        except ConnectionError:
+            closed = True
+        except TimeoutError:  # the server stopped reading: the flood is not buffered either
+            closed = conn.writer.transport.get_write_buffer_size() > 0
+        assert closed, f"the server took {sent} bytes of trailers"
+        assert sent < 16 * 1024 * 1024
+        await _serves(connect, port, bodies, seen)
+    assert "trailing" not in seen[:-1]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_twenty_thousand_pipelined_requests_are_all_answered(
+    method: str, running: Running, connect: Connect, bodies: Any, recording: Recording
+) -> None:
+    """All in one write: every one answered in order (the old server answered a spurious 431
+    and reset the connection, losing answers to deliveries it had handled)."""
+    receiver, seen = recording(ack="on_receive", dedup=None)
+    count = 20_000 if method == "GET" else 3_000
+    one = _get() if method == "GET" else _post(bodies.message("c-pipe", "p"))
+    async with running(receiver) as (_, port):
+        conn = await connect(port)
+        writing = asyncio.ensure_future(conn.send(one * count))
+        statuses: list[int] = []
+        try:
+            async with asyncio.timeout(60):
+                for _ in range(count):
+                    statuses.append((await conn.response(limit=30)).status)
+        finally:
+            await writing
+        assert statuses == [200] * count
+        assert await receiver.drain(timeout=10)
+    if method == "POST":
+        assert seen == ["p"] * count
+
+
+HOSTILE_TARGETS = [
+    b"https://[v1.x][a@",
+    b"http://[::1",
+    b"http://a:b@/webhook",
+    b"//webhook",
+    b"/%",
+    b"/webhook%00",
+    b"/webhook/%ZZ",
+    b"/\xff\xfe",
+    b"*",
+    b"/webhook?\xff",
+    b"../../etc/passwd",
+]
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS, ids=repr)
+async def test_hostile_targets_are_4xx(
+    target: bytes, running: Running, connect: Connect, bodies: Any, recording: Recording
+) -> None:
+    """Each answered 4xx (the old server answered 500 with an ERROR traceback, a way to flood
+    the log with 50-byte requests); never handled, and the server serves on."""
+    receiver, seen = recording()
+    async with running(receiver) as (_, port):
+        conn = await connect(port)
+        await conn.send(_post(bodies.message("c1", "hostile"), path=target))
+        answer = await conn.next_response()
+        assert answer is not None, "closed without an answer"
+        assert 400 <= answer.status < 500, answer.raw
+        await _serves(connect, port, bodies, seen)
+    assert seen == ["good"]
+
+
+HOSTILE_HEADERS = {
+    "expect-ff": (b"Expect: \xff\r\n", True),
+    "content-type-ff": (b"Content-Type2: \xff\xfe\r\n", False),
+    "value-obs-text": (b"X-A: caf\xe9 \x80\xff\r\n", False),
+    "name-ff": (b"X-\xff: 1\r\n", True),
+    "content-length-ff": (b"Content-Length: \xff\r\n", True),
+    "transfer-encoding-ff": (b"Transfer-Encoding: \xff\r\n", True),
+    "authorization-ff": (b"Authorization: \xff\r\n", True),
+    "content-encoding-ff": (b"Content-Encoding: \xff\r\n", True),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_HEADERS))
+async def test_hostile_header_bytes_never_make_a_5xx(
+    case: str, running: Running, connect: Connect, bodies: Any
+) -> None:
+    """Bytes above 0x7F in names and values: a 4xx, or (legal obs-text in an unused field) the
+    delivery handled; never a 5xx or an ERROR."""
+    receiver = WebhookReceiver(SharedSecretHeader("s"), ack="after_handler")
+    seen: list[str] = []
+
+    @receiver.on_message()
+    async def record(msg: Any, ctx: EventContext) -> None:
+        seen.append(msg.text)
+
+    header, refused = HOSTILE_HEADERS[case]
+    request = _post(bodies.message("c1", "odd"), header)
+    if case != "authorization-ff":
+        request = request.replace(b"Host: x\r\n", b"Host: x\r\nAuthorization: s\r\n")
+    if case == "content-length-ff":  # the only length is the hostile one
+        request = re.sub(rb"Content-Length: \d+\r\n", b"", request)
+    async with running(receiver) as (_, port):
+        conn = await connect(port)
+        await conn.send(request)
+        answer = await conn.next_response()
+        assert answer is not None, "closed without an answer"
+        if refused:
+            assert 400 <= answer.status < 500, answer.raw
+            assert seen == []
+        else:
+            assert answer.status < 500, answer.raw
+            assert seen == (["odd"] if answer.status == 200 else [])
+
+
+async def test_a_half_closed_client_is_answered(
+    running: Running, connect: Connect, bodies: Any, recording: Recording
+) -> None:
+    """A client that sends its request and shuts its writing side (``SHUT_WR``) still gets every
+    answer, pipelined ones included."""
+    receiver, seen = recording()
+    async with running(receiver) as (_, port):
+        conn = await connect(port)
+        await conn.send(_post(bodies.message("c1", "h1")) + _post(bodies.message("c1", "h2")))
+        conn.writer.write_eof()
+        answers = [await conn.response(), await conn.next_response()]
+        assert answers[0].status == 200
+        # the second answer is owed too; a server may close after the first only if it never
+        # handled the second
+        if answers[1] is None:
+            assert seen == ["h1"]
+        else:
+            assert answers[1].status == 200
+            assert seen == ["h1", "h2"]
+        assert await conn.rest() == b""
+
+
+async def test_health_reveals_no_internal_figures(
+    running: Running, connect: Connect, bodies: Any
+) -> None:
+    receiver = WebhookReceiver(NoVerification())
+    gate = asyncio.Event()
+
+    @receiver.on_message()
+    async def stuck(msg: Any, ctx: EventContext) -> None:
+        await gate.wait()
+
+    async with running(receiver) as (_, port):
+        conn = await connect(port)
+        await conn.send(_post(bodies.message("c1", "queued")))
+        assert (await conn.response()).status == 200
+        await conn.send(_get())
+        answer = await conn.response()
+        assert answer.status == 200 and answer.json() == {"status": "ok"}, answer.raw
+        gate.set()
