@@ -27,6 +27,10 @@ class EventBus(Protocol):
     The receiver calls :meth:`start` once with its local delivery callback, :meth:`hold` /
     :meth:`release` as conversations gain and lose their last local handler or waiter, and
     :meth:`forward` for each event of a conversation it does not hold itself.
+
+    A bus may declare ``forwards = False`` (a class attribute) when :meth:`forward` can never
+    return ``True``, as :class:`LocalEventBus` does: the receiver then skips the call on its hot
+    path.  Without the attribute a bus is asked for every event.
     """
 
     async def start(self, deliver: Deliver) -> None:
@@ -50,7 +54,13 @@ class EventBus(Protocol):
 
 
 class LocalEventBus:
-    """The single-process bus: every conversation is local, nothing is ever forwarded."""
+    """The single-process bus: every conversation is local, nothing is ever forwarded.
+
+    It is the receiver's default, so one code path serves one process and many replicas.
+    """
+
+    #: :meth:`forward` never forwards (see :class:`EventBus`).
+    forwards = False
 
     async def start(self, deliver: Deliver) -> None:
         return None

@@ -130,7 +130,7 @@ async def test_events_reach_the_replica_holding_the_conversation() -> None:
     assert bus_a.closed and bus_b.closed
 
 
-async def test_backend_outages_answer_503_and_forget_the_claim() -> None:
+async def test_backend_outages_answer_503_and_claim_nothing() -> None:
     hub = Hub()
     dedup = FlakyDedup()
     receiver = WebhookReceiver(NoVerification(), bus=FakeBus(hub), dedup=dedup)
@@ -145,7 +145,8 @@ async def test_backend_outages_answer_503_and_forget_the_claim() -> None:
     dedup.down = False
     hub.down = True
     assert (await receiver.handle(body("c1", "x", "m1"), {})).status == 503
-    assert dedup.forgotten == ["m1"]
+    # the bus is asked before the inbox stores (and de-duplicates): nothing was claimed
+    assert dedup.forgotten == []
     hub.down = False
     assert (await receiver.handle(body("c1", "x", "m1"), {})).status == 200  # the retry works
     assert await receiver.drain(timeout=5)
@@ -173,3 +174,38 @@ async def test_registration_before_start_is_announced_on_start() -> None:
     with pytest.raises(BackendUnavailableError):
         await registration.ready()
     await receiver.aclose()
+
+
+async def test_the_holder_observes_and_handles_a_forwarded_notification_once() -> None:
+    hub = Hub()
+    replica_a = WebhookReceiver(NoVerification(), bus=FakeBus(hub))
+    replica_b = WebhookReceiver(NoVerification(), bus=FakeBus(hub))
+    seen: list[tuple[str, str]] = []
+
+    for name, replica in (("a", replica_a), ("b", replica_b)):
+
+        async def catch_all(msg: BotMessage, ctx: EventContext, name: str = name) -> None:
+            seen.append((f"{name}-catch-all", msg.text))
+
+        replica.on_message()(catch_all)
+
+    async def observer(event: Webhook, ctx: EventContext) -> None:
+        assert isinstance(event, BotMessage)
+        seen.append(("a-observer", event.text))
+
+    await replica_a.register("conv-1", observer).ready()
+    assert (await replica_b.handle(body("conv-1", "via b", "m1"), {})).status == 200
+    assert (await replica_b.handle(body("conv-1", "via b", "m1"), {})).status == 200  # again
+    assert (await replica_a.handle(body("conv-1", "via a", "m2"), {})).status == 200
+    assert await replica_a.drain(timeout=5) and await replica_b.drain(timeout=5)
+    # the observer never steals: the holder's catch-all handles each event once, too
+    assert sorted(seen) == sorted(
+        [
+            ("a-observer", "via b"),
+            ("a-catch-all", "via b"),
+            ("a-observer", "via a"),
+            ("a-catch-all", "via a"),
+        ]
+    )
+    await replica_a.aclose()
+    await replica_b.aclose()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ultimate_async.errors import HandlerConflictError
+from ultimate_async.inbox import HandlerRetry
 from ultimate_async.models.outbound import ActionResult
 from ultimate_async.models.webhooks import (
     ActionCall,
@@ -123,7 +124,7 @@ async def test_no_per_conversation_state_after_many_conversations(bodies: Any) -
     assert await receiver.drain(timeout=30)
     assert count == 10_000
     assert receiver.active_conversations == 0
-    assert receiver._executor._queues == {}
+    assert receiver._dispatcher.executor._queues == {}
     assert receiver._holds == {} and receiver._registrations == {}
     assert receiver.pending == 0
     await receiver.aclose()
@@ -152,7 +153,9 @@ async def test_events_without_conversation_are_handled(bodies: Any) -> None:
 # --- dispatch precedence -------------------------------------------------------------------------
 
 
-async def test_specific_then_registered_then_catch_all(serve: Any, bodies: Any) -> None:
+async def test_specific_handler_wins_and_a_registration_observes_without_stealing(
+    serve: Any, bodies: Any
+) -> None:
     receiver = WebhookReceiver(NoVerification(), ack="after_handler")
     calls: list[tuple[str, str | None]] = []
 
@@ -171,16 +174,47 @@ async def test_specific_then_registered_then_catch_all(serve: Any, bodies: Any) 
     client = await serve(receiver)
     for cid in ("special", "watched", "other"):
         assert (await client.post("/webhook", data=bodies.message(cid))).status == 200
+    assert await receiver.drain(timeout=5)
     registration.remove()
     registration.remove()  # idempotent
     assert (await client.post("/webhook", data=bodies.message("watched"))).status == 200
-    assert calls == [
-        ("special", "special"),
-        ("registered", "watched"),
-        ("all", "other"),
-        ("all", "watched"),
-    ]
+    assert await receiver.drain(timeout=5)
+    assert sorted(calls) == sorted(
+        [
+            ("special", "special"),
+            ("registered", "watched"),  # the observer saw it...
+            ("all", "watched"),  # ...and the catch-all still handled it
+            ("all", "other"),
+            ("all", "watched"),  # removed: only the catch-all
+        ]
+    )
     assert not registration.active
+
+
+async def test_an_exclusive_registration_takes_the_catch_alls_place(bodies: Any) -> None:
+    receiver = WebhookReceiver(NoVerification())
+    calls: list[str] = []
+
+    @receiver.on_message()
+    async def catch_all(msg: BotMessage, ctx: EventContext) -> None:
+        calls.append(f"all:{msg.platform_conversation_id}")
+
+    @receiver.on_message(conversation_id="pinned")
+    async def pinned(msg: BotMessage, ctx: EventContext) -> None:
+        calls.append("pinned")
+
+    async def owner(event: Webhook, ctx: EventContext) -> None:
+        calls.append(f"owner:{ctx.platform_conversation_id}")
+
+    receiver.register("mine", owner, exclusive=True)
+    receiver.register("pinned", owner, exclusive=True)
+    for cid in ("mine", "pinned", "other"):
+        assert (await receiver.handle(bodies.message(cid), {})).status == 200
+    assert await receiver.drain(timeout=5)
+    # exclusive: once, instead of the catch-all; a conversation-specific handler still wins
+    # (and the exclusive registration observes that one)
+    assert sorted(calls) == sorted(["owner:mine", "pinned", "owner:pinned", "all:other"])
+    await receiver.aclose()
 
 
 async def test_registered_observer_sees_requests_but_does_not_answer(bodies: Any) -> None:
@@ -419,7 +453,7 @@ async def test_raising_handler_is_logged_once_passed_to_on_error_and_queue_conti
     serve: Any, bodies: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="ultimate_async")
-    receiver = WebhookReceiver(NoVerification(), handler_timeout=0.05)
+    receiver = WebhookReceiver(NoVerification(), handler_timeout=0.05, retry=HandlerRetry.none())
     handled: list[str] = []
     errors: list[tuple[str, str, str | None]] = []
 
@@ -658,3 +692,31 @@ async def test_handle_reads_plain_dict_headers_case_insensitively(bodies: Any) -
     assert (await receiver.handle(bodies.message("c1"), {"AuThOrIzAtIoN": "nope"})).status == 401
     assert seen == ["s3cret"]
     await receiver.aclose()
+
+
+async def test_an_item_waiting_to_retry_keeps_its_place_but_not_its_slot() -> None:
+    from ultimate_async.webhook.ordering import KeyedExecutor
+
+    runs: list[str] = []
+    retry_gate = asyncio.Event()
+
+    async def runner(item: str) -> bool | float:
+        runs.append(item)
+        if item == "a1" and runs.count("a1") == 1:
+            return 0.5  # "run me again after a delay"
+        return True
+
+    async def sleep(delay: float) -> None:
+        await retry_gate.wait()
+
+    executor: KeyedExecutor[str] = KeyedExecutor(runner, 1, sleep=sleep)
+    executor.submit("a", "a1")
+    executor.submit("a", "a2")
+    executor.submit("b", "b1")
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert runs == ["a1", "b1"]  # b ran on the only slot while a1 waits; a2 waits behind a1
+    assert executor.pending == 2
+    retry_gate.set()
+    assert await executor.wait_idle(timeout=5)
+    assert runs == ["a1", "b1", "a1", "a2"]

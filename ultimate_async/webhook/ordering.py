@@ -1,13 +1,18 @@
-"""Per-conversation FIFO execution with a global concurrency cap.
+"""Per-key FIFO execution with a global concurrency cap: the one ordering mechanism we have.
 
-Events of one conversation run strictly one after another, in arrival order; different
-conversations run concurrently, at most ``max_concurrency`` jobs at a time.  A worker task
-exists only while its conversation has queued work: when the queue empties, the worker removes
-its entry and ends, so nothing per conversation outlives its queue (a million conversations
-leave an empty table behind).
+Items of one key (a conversation) run strictly one after another, in submission order;
+different keys run concurrently, at most ``max_concurrency`` items at a time.  A worker task
+exists only while its key has queued work: when the queue empties, the worker removes its entry
+and ends, so nothing per key outlives its queue (a million conversations leave an empty table
+behind).
 
-Jobs without a conversation (``key=None``: alerts or unknown bodies that name none) have nothing
-to be ordered against, so each runs in its own task, still under the concurrency cap.
+Items without a key (``key=None``: alerts or unknown bodies that name no conversation) have
+nothing to be ordered against, so each runs in its own task, still under the concurrency cap.
+
+A runner may ask for its item to be run again later (a handler retry): it returns the delay in
+seconds as a ``float``.  The worker gives its concurrency slot back while it waits, so a
+conversation stuck in backoff never starves the others, and keeps its place at the head of its
+key, so the key's later items wait behind it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 __all__ = ["KeyedExecutor"]
@@ -27,20 +32,31 @@ T = TypeVar("T")
 #: A queued item and, for ``ack="after_handler"``, the future its delivery waits on.
 _Entry = tuple[T, "asyncio.Future[bool] | None"]
 
+Sleep = Callable[[float], Awaitable[object]]
+
 
 class KeyedExecutor(Generic[T]):
     """Runs ``runner(item)`` for submitted items, FIFO per key, concurrently across keys.
 
-    ``runner`` returns ``True`` on success; it is expected to handle its own errors (the
-    receiver logs them and calls ``on_error``).  Anything it lets escape is logged here.
+    ``runner`` returns ``True`` on success, ``False`` on a failure it has dealt with, or a
+    ``float``: "run this item again after that many seconds" (waited with ``sleep``).  It is
+    expected to handle its own errors; anything it lets escape is logged here and counts as a
+    failure.  ``max_concurrency=None`` means no cap.
     """
 
-    def __init__(self, runner: Callable[[T], Awaitable[bool]], max_concurrency: int) -> None:
-        if max_concurrency < 1:
+    def __init__(
+        self,
+        runner: Callable[[T], Awaitable[bool | float]],
+        max_concurrency: int | None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self._runner = runner
-        self.max_concurrency = max_concurrency
-        self._queues: dict[str, deque[_Entry[T]]] = {}
+        self._sleep = sleep
+        self._cap = max_concurrency if max_concurrency is not None else 1 << 62
+        self._queues: dict[Hashable, deque[_Entry[T]]] = {}
         # Worker tasks by id() of the queue they run (alive as long as its worker).
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._loose_waiters: set[asyncio.Future[bool]] = set()
@@ -53,17 +69,26 @@ class KeyedExecutor(Generic[T]):
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
     @property
+    def max_concurrency(self) -> int | None:
+        return None if self._cap == 1 << 62 else self._cap
+
+    @property
     def pending(self) -> int:
-        """Jobs queued or running."""
+        """Items queued or running (waiting to be retried included)."""
         return self._pending
 
     @property
     def active_keys(self) -> int:
-        """Conversations with queued or running work (0 once everything has drained)."""
+        """Keys with queued or running work (0 once everything has drained)."""
         return len(self._queues)
 
-    def submit(self, key: str | None, item: T, waiter: asyncio.Future[bool] | None = None) -> None:
-        """Queue ``item`` behind earlier items of ``key``; never blocks."""
+    def submit(
+        self, key: Hashable | None, item: T, waiter: asyncio.Future[bool] | None = None
+    ) -> None:
+        """Queue ``item`` behind earlier items of ``key``; never blocks.
+
+        ``waiter``, when given, gets the final outcome (``True``/``False``) or is cancelled.
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._rebind(loop)
@@ -91,7 +116,8 @@ class KeyedExecutor(Generic[T]):
         self._slot_waiters.clear()
         self._idle = None
 
-    async def _wait_for_slot(self) -> None:
+    async def _acquire(self) -> None:
+        """Wait for a free slot (the caller found none)."""
         assert self._loop is not None
         slot = self._loop.create_future()
         self._slot_waiters.append(slot)
@@ -111,28 +137,33 @@ class KeyedExecutor(Generic[T]):
                 return
         self._running -= 1
 
-    async def _work(self, key: str | None, queue: deque[_Entry[T]]) -> None:
-        """One worker per busy conversation (or per loose job): runs its queue to the end."""
+    async def _work(self, key: Hashable | None, queue: deque[_Entry[T]]) -> None:
+        """One worker per busy key (or per loose item): runs its queue to the end."""
         runner = self._runner
         try:
             while queue:
                 item, waiter = queue[0]
-                ok = False
                 try:
-                    if self._running < self.max_concurrency:
-                        self._running += 1
-                    else:
-                        await self._wait_for_slot()
-                    try:
-                        ok = await runner(item)
-                    finally:
-                        self._free_slot()
+                    while True:  # until a final outcome; retries sleep without a slot
+                        if self._running < self._cap:
+                            self._running += 1
+                        else:
+                            await self._acquire()
+                        try:
+                            outcome = await runner(item)
+                        except Exception:
+                            log.exception("webhook job failed outside its handler")
+                            outcome = False
+                        finally:
+                            self._free_slot()
+                        if type(outcome) is not float:
+                            break
+                        await self._sleep(outcome)
+                    ok = bool(outcome)
                 except asyncio.CancelledError:
                     if waiter is not None and not waiter.done():
                         waiter.cancel()
                     raise
-                except Exception:
-                    log.exception("webhook job failed outside its handler")
                 finally:
                     self._pending -= 1
                     if self._pending == 0 and self._idle is not None:
@@ -176,7 +207,10 @@ class KeyedExecutor(Generic[T]):
         return True
 
     async def cancel_all(self) -> int:
-        """Cancel every queued and running job; returns how many there were."""
+        """Cancel every queued and running item; returns how many there were.
+
+        The executor stays usable: later submissions start fresh workers.
+        """
         left = self._pending
         tasks = list(self._tasks.values())
         for task in tasks:

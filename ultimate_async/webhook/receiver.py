@@ -1,13 +1,14 @@
 """The framework-neutral webhook receiver: bytes and headers in, a :class:`WebhookResponse` out.
 
-Per delivery (DESIGN §3): verify the raw bytes (401) → parse (400) → de-duplicate (200, not
-run again) → *requests* (``isTeamOnline``, ``escalate``, actions) are answered inline by their
-handler's return value; *notifications* are acked at once and run in per-conversation order
-(or awaited with ``ack="after_handler"``).  With an :class:`~ultimate_async.bus.EventBus`,
-notifications of a conversation held by another replica are forwarded there.
+Per delivery (DESIGN §3): verify the raw bytes (401) → parse (400) → *requests*
+(``isTeamOnline``, ``escalate``, actions) are answered inline by their handler's return value
+(:mod:`.answers`); *notifications* of a conversation another replica holds are forwarded there
+(:mod:`.membership`), the others are stored in the inbox, de-duplicated by the same step, and
+acknowledged; the dispatcher runs them in per-conversation order with retries (:mod:`.dispatch`).
+``ack="after_handler"`` runs the handler before answering instead, without storing.
+Start and shutdown are :mod:`.lifecycle`'s.  This module is the pipeline and the public face.
 
-HTTP frameworks only adapt: :mod:`ultimate_async.webhook.aiohttp` is a few lines over
-:meth:`WebhookReceiver.handle`.
+HTTP frameworks only adapt: every front end is a few lines over :meth:`WebhookReceiver.handle`.
 """
 
 from __future__ import annotations
@@ -15,29 +16,37 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..bus import EventBus
+from .. import telemetry
+from ..bus import EventBus, LocalEventBus
 from ..converter import parse_webhook, parse_webhook_body
-from ..errors import (
-    BackendUnavailableError,
-    ConfigurationError,
-    HandlerConflictError,
-    PayloadError,
-    SignatureError,
-)
-from ..models.outbound import ActionResult
-from ..models.webhooks import ActionCall, Webhook
+from ..errors import BackendUnavailableError, ConfigurationError, PayloadError, SignatureError
+from ..inbox.base import Inbox, InboxEntry
+from ..inbox.retry import HandlerRetry
+from ..models.webhooks import Webhook
 from . import response as r
+from .answers import RequestAnswers
 from .context import EventContext
 from .dedup import DedupKey, Deduplicator, MemoryDeduplicator, default_dedup_key
-from .ordering import KeyedExecutor
+from .dispatch import (
+    EMPTY_HEADERS,
+    Background,
+    Dispatcher,
+    context_for_entry,
+)
+from .headers import RawHeaders
+from .lifecycle import Lifecycle
+from .membership import Membership, Registration
+from .refusals import Refusal, new_refusals
+from .reporting import reporter
 from .response import WebhookResponse
-from .router import ERROR_KIND, KIND_OF, REQUEST_KINDS, EventHandler, Router, _check_coroutine
+from .router import KIND_OF, REQUEST_KINDS, EventHandler, Router, _check_coroutine
 from .verify import Verifier
 
 if TYPE_CHECKING:
@@ -47,62 +56,66 @@ __all__ = ["AckMode", "Registration", "WebhookReceiver"]
 
 log = logging.getLogger("ultimate_async.webhook")
 
-
-class _Closable(Protocol):
-    async def aclose(self) -> None: ...
-
-
 AckMode = Literal["on_receive", "after_handler"]
 
-_EMPTY_HEADERS: Final = CIMultiDictProxy(CIMultiDict[str]())
-_CI_HEADERS: Final = (CIMultiDictProxy, CIMultiDict)
-
-#: (handler, event, context) - one unit of work in a conversation's queue.
-_Job = tuple[Callable[..., Awaitable[Any]], Webhook, EventContext]
+_CI_HEADERS: Final = (CIMultiDictProxy, CIMultiDict, RawHeaders)
+_DEFAULT_RETRY: Final = HandlerRetry()
+_R = TypeVar("_R")
 
 
 class _Default(enum.Enum):
     DEDUP = enum.auto()
 
 
-class Registration:
-    """A handler observing every event of one conversation (from :meth:`WebhookReceiver.register`).
+def _observer_key(conversation_id: str) -> Hashable:
+    """Observers queue apart from handlers: a handler in retry backoff never delays them."""
+    return ("observe", conversation_id)
 
-    ``remove()`` stops it (idempotent); ``await ready()`` returns once other replicas can
-    route this conversation's events here (at once without a bus).
-    """
 
-    def __init__(self, receiver: WebhookReceiver, conversation_id: str, handler: EventHandler):
-        self.receiver = receiver
-        self.conversation_id = conversation_id
-        self.handler = handler
-        self._active = True
+def _positive_or_none(name: str, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise ConfigurationError(f"{name} must be positive or None")
+    return value
 
-    def __repr__(self) -> str:
-        state = "active" if self._active else "removed"
-        return f"Registration(conversation_id={self.conversation_id!r}, {state})"
 
-    @property
-    def active(self) -> bool:
-        return self._active
+def _put_method(inbox: Inbox) -> Callable[..., Awaitable[InboxEntry | str | None]]:
+    """``inbox.put_and_take`` when it has one (see the ``Inbox`` contract): the stored entry comes
+    straight back to the dispatcher, without the pump's round trip.  Not when a subclass
+    overrides ``put`` only: that ``put`` is what it means to be called."""
 
-    def remove(self) -> None:
-        """Stop observing; releases the conversation when nothing else holds it."""
-        self.receiver._unregister(self)
+    def owner(name: str) -> type | None:
+        return next((c for c in type(inbox).__mro__ if name in c.__dict__), None)
 
-    async def ready(self) -> None:
-        """Wait until the bus announced this conversation (raises if the bus is unreachable)."""
-        await self.receiver._ready(self.conversation_id)
+    if owner("put_and_take") not in (None, owner("put")):
+        return inbox.put
+    return getattr(inbox, "put_and_take", inbox.put)
 
 
 class WebhookReceiver(Router):
-    """Verifies, parses, de-duplicates and dispatches webhook deliveries.
+    """Verifies, parses, stores and dispatches webhook deliveries.
 
     ``verifier`` is required: Ultimate documents no signing scheme, so even "no verification"
     must be chosen explicitly (:class:`~ultimate_async.webhook.verify.NoVerification`).
-    ``session`` is only handed to handlers via ``ctx.session``; it is borrowed and never closed
-    unless ``close_session=True``.  ``dedup=None`` disables de-duplication; ``bus=None`` means a
-    single replica.
+    ``session`` is only handed to handlers via ``ctx.session`` / ``ctx.api``; it is borrowed
+    and never closed unless ``close_session=True``.
+
+    Two timeouts, for two kinds of handler: ``request_timeout`` bounds the handlers of
+    *requests* (``on_team_online``, ``on_escalate``, ``on_action``), whose return value is the
+    HTTP answer the platform waits for; ``handler_timeout`` (default none) bounds each attempt
+    of a *notification* handler (``on_message``, ``on_widget_*``, ...), which runs after the
+    ``200`` and is retried when it times out.
+
+    ``inbox`` keeps every acknowledged notification until its handler is done (default: a
+    :class:`~ultimate_async.inbox.MemoryInbox` using ``dedup``); the receiver starts it in
+    :meth:`start` and closes it in :meth:`aclose`.  ``retry`` says how a failing
+    notification handler is tried again (``HandlerRetry.none()`` never retries).  ``dedup=None``
+    turns de-duplication off; a durable inbox de-duplicates by itself.  ``bus`` routes events
+    between replicas (default: :class:`~ultimate_async.bus.LocalEventBus`, one process).
+
+    ``ack``, ``max_concurrency``, ``dedup``, ``dedup_key``, ``bus``, ``inbox``, ``retry`` and
+    ``max_body_size`` are read-only after construction (setting one raises
+    :class:`AttributeError`); ``verifier``, ``session``, the three timeouts and
+    ``close_session`` may be changed at any time and apply to the next delivery.
     """
 
     def __init__(
@@ -120,6 +133,8 @@ class WebhookReceiver(Router):
         drain_timeout: float = 10.0,
         dedup_key: DedupKey = default_dedup_key,
         close_session: bool = False,
+        inbox: Inbox | None = None,
+        retry: HandlerRetry = _DEFAULT_RETRY,
     ) -> None:
         super().__init__()
         if verifier is None:
@@ -130,51 +145,158 @@ class WebhookReceiver(Router):
             )
         if ack not in ("on_receive", "after_handler"):
             raise ConfigurationError("ack must be 'on_receive' or 'after_handler'")
-        if handler_timeout is not None and handler_timeout <= 0:
-            raise ConfigurationError("handler_timeout must be positive or None")
-        if request_timeout <= 0:
-            raise ConfigurationError("request_timeout must be positive")
+        if ack == "after_handler" and inbox is not None:
+            raise ConfigurationError(
+                "ack='after_handler' answers after the handler ran and stores nothing: "
+                "it cannot be combined with an inbox"
+            )
         if max_body_size <= 0:
             raise ConfigurationError("max_body_size must be positive")
-        if drain_timeout < 0:
-            raise ConfigurationError("drain_timeout must not be negative")
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
+        if not isinstance(retry, HandlerRetry):
+            raise ConfigurationError("retry must be a HandlerRetry")
         self.verifier = verifier
         self.session = session
-        self.ack: AckMode = ack
-        self.max_concurrency = max_concurrency
+        self.close_session = close_session
+        #: The most recent refused deliveries (401/400/413/503), oldest first, at most 100.
+        self.refusals = new_refusals()
+
+        self._ack: AckMode = ack
+        self._after = ack == "after_handler"
+        self._max_concurrency = max_concurrency
+        self._dedup: Deduplicator | None = (
+            MemoryDeduplicator() if dedup is _Default.DEDUP else dedup
+        )
+        self._dedup_key = dedup_key
+        self._dedup_off = dedup is None
+        self._bus: EventBus = bus if bus is not None else LocalEventBus()
+        self._forwards = bool(getattr(self._bus, "forwards", True))
+        self._max_body_size = max_body_size
+        self._retry = retry
+        if inbox is None:
+            from ..inbox.memory import MemoryInbox  # (the inbox package imports webhook.dedup)
+
+            inbox = MemoryInbox(dedup=self._dedup)
+        self._inbox: Inbox = inbox
+        self._put = _put_method(inbox)
+        self._warned_kinds: set[str] = set()
+
+        report = reporter(self._handlers)
+        self._background = Background(report)
+        self._answers = RequestAnswers(self._handlers, report)
+        self._dispatcher = Dispatcher(
+            inbox=inbox,
+            retry=retry,
+            max_concurrency=max_concurrency,
+            lookup=self._notification_handler,
+            report=report,
+            make_context=self._entry_context,
+            pump_lost=self._restart_needed,
+        )
+        self._life = Lifecycle(
+            membership=(membership := Membership(self._bus, self.start, self._restart_needed)),
+            dispatcher=self._dispatcher,
+            answers=self._answers,
+            background=self._background,
+            deliver=self._deliver_forwarded,
+            drain_timeout=lambda: self._drain_timeout,
+            closables=self._closables,
+        )
+        self._membership = membership
+        self._registrations = membership.registrations
+        self._holds = membership.holds
         self.handler_timeout = handler_timeout
         self.request_timeout = request_timeout
-        self.dedup: Deduplicator | None = MemoryDeduplicator() if dedup is _Default.DEDUP else dedup
-        self.bus = bus
-        self.max_body_size = max_body_size
         self.drain_timeout = drain_timeout
-        self.dedup_key = dedup_key
-        self.close_session = close_session
-        #: How many queued or running handlers the last :meth:`aclose` had to cancel.
-        self.cancelled_on_close = 0
-
-        self._after = ack == "after_handler"
-        self._executor: KeyedExecutor[_Job] = KeyedExecutor(self._run_job, max_concurrency)
-        self._registrations: dict[str, Registration] = {}
-        self._holds: dict[str, int] = {}
-        self._bus_tasks: dict[str, asyncio.Task[BaseException | None]] = {}
-        self._started = False
-        self._bus_started = False
-        self._start_lock = asyncio.Lock()
-        self._closing = False
-        self._close_task: asyncio.Task[None] | None = None
-        self._requests = 0
-        self._requests_idle: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         return (
-            f"WebhookReceiver(verifier={self.verifier!r}, ack={self.ack!r}, "
+            f"WebhookReceiver(verifier={self.verifier!r}, ack={self._ack!r}, "
             f"handlers={len(self._handlers)}, registrations={len(self._registrations)})"
         )
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- settings -------------------------------------------------------------------------------
+
+    @property
+    def ack(self) -> AckMode:
+        """``"on_receive"`` (store, answer, then run) or ``"after_handler"``. Read-only."""
+        return self._ack
+
+    @property
+    def max_concurrency(self) -> int:
+        """At most this many handlers run at once, over all conversations. Read-only."""
+        return self._max_concurrency
+
+    @property
+    def dedup(self) -> Deduplicator | None:
+        """The de-duplicator (``None``: off). Read-only."""
+        return self._dedup
+
+    @property
+    def dedup_key(self) -> DedupKey:
+        """How a delivery's de-duplication key is found. Read-only."""
+        return self._dedup_key
+
+    @property
+    def bus(self) -> EventBus:
+        """How replicas share events (``LocalEventBus``: a single one). Read-only."""
+        return self._bus
+
+    @property
+    def inbox(self) -> Inbox:
+        """Where acknowledged notifications wait for their handler. Read-only."""
+        return self._inbox
+
+    @property
+    def retry(self) -> HandlerRetry:
+        """How failing notification handlers are retried. Read-only."""
+        return self._retry
+
+    @property
+    def max_body_size(self) -> int:
+        """Larger bodies are refused with 413 (front ends enforce it while reading). Read-only."""
+        return self._max_body_size
+
+    @property
+    def handler_timeout(self) -> float | None:
+        """Seconds one attempt of a *notification* handler may take (``None``: no limit).
+
+        A timed-out attempt counts as a failure and is retried like a raise.  It does not
+        apply to request handlers: see :attr:`request_timeout`.
+        """
+        return self._handler_timeout
+
+    @handler_timeout.setter
+    def handler_timeout(self, value: float | None) -> None:
+        self._handler_timeout = self._dispatcher.handler_timeout = _positive_or_none(
+            "handler_timeout", value
+        )
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds a *request* handler (``on_team_online``, ``on_escalate``, ``on_action``)
+        may take before the platform gets the fallback answer (offline / 500)."""
+        return self._request_timeout
+
+    @request_timeout.setter
+    def request_timeout(self, value: float) -> None:
+        if value is None or value <= 0:
+            raise ConfigurationError("request_timeout must be positive")
+        self._request_timeout = self._answers.timeout = value
+
+    @property
+    def drain_timeout(self) -> float:
+        """Seconds :meth:`aclose` waits for handlers before cancelling them."""
+        return self._drain_timeout
+
+    @drain_timeout.setter
+    def drain_timeout(self, value: float) -> None:
+        if value is None or value < 0:
+            raise ConfigurationError("drain_timeout must not be negative")
+        self._drain_timeout = value
+
+    # -- lifecycle (see .lifecycle) ---------------------------------------------------------------
 
     async def __aenter__(self) -> WebhookReceiver:
         await self.start()
@@ -185,202 +307,130 @@ class WebhookReceiver(Router):
 
     @property
     def closing(self) -> bool:
-        """True once :meth:`aclose` began: new deliveries are answered 503."""
-        return self._closing
+        """True from :meth:`aclose` until the next :meth:`start`: deliveries get 503."""
+        return self._life.closing
+
+    @property
+    def cancelled_on_close(self) -> int:
+        """How many queued or running handlers the last :meth:`aclose` had to cancel."""
+        return self._life.cancelled_on_close
 
     @property
     def pending(self) -> int:
-        """Handlers queued or running (requests answered inline included)."""
-        return self._executor.pending + self._requests
+        """Handlers queued or running (requests and background tasks included)."""
+        return self._dispatcher.pending + self._answers.in_flight + len(self._background)
 
     @property
     def active_conversations(self) -> int:
         """Conversations with queued or running handlers; 0 once everything drained."""
-        return self._executor.active_keys
+        return self._dispatcher.executor.active_keys
 
     async def start(self) -> None:
-        """Start the bus (if any) and announce held conversations. Called on first delivery."""
-        if self._started:
-            return
-        async with self._start_lock:
-            if self._started:
-                return
-            if self.bus is not None:
-                if not self._bus_started:
-                    await self.bus.start(self._deliver_forwarded)
-                    self._bus_started = True
-                for conversation_id in list(self._holds):
-                    if conversation_id in self._holds:  # not released while we announced
-                        await self.bus.hold(conversation_id)
-            self._started = True
+        """Join the bus, open the inbox (recovered entries first) and start dispatching.
+
+        Front ends call it when they start serving; otherwise the first delivery does.  After
+        :meth:`aclose` it opens the receiver again: same handlers, empty queues.
+        """
+        await self._life.start()
 
     async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait for queued and running handlers, still accepting deliveries.
 
         Returns ``False`` when ``timeout`` ran out first.
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        if not await self._executor.wait_idle(timeout):
-            return False
-        while self._requests:
-            if self._requests_idle is None or self._requests_idle.is_set():
-                self._requests_idle = asyncio.Event()
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._requests_idle.wait()
-            except TimeoutError:
-                return self._requests == 0
-            if not await self._executor.wait_idle(
-                None if deadline is None else max(0.0, deadline - loop.time())
-            ):
-                return False
-        if self._bus_tasks:  # pending hold/release announcements are part of "settled"
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            _, unfinished = await asyncio.wait(list(self._bus_tasks.values()), timeout=remaining)
-            if unfinished:
-                return False
-        return True
+        return await self._life.drain(timeout)
 
     async def aclose(self) -> None:
-        """Stop accepting (503), drain up to ``drain_timeout``, cancel and count the rest,
-        close the bus and the de-duplicator, and the session when ``close_session=True``.
+        """Stop accepting (503), drain up to ``drain_timeout``, cancel and count the rest, close
+        the bus, the inbox, the de-duplicator, and the session when ``close_session=True``.
 
-        Idempotent; concurrent callers wait for the same shutdown.
+        Idempotent; concurrent callers wait for the same shutdown.  :meth:`start` reopens.
         """
-        if self._close_task is None:
-            self._close_task = asyncio.ensure_future(self._shutdown())
-        await asyncio.shield(self._close_task)
+        await self._life.aclose()
 
-    async def _shutdown(self) -> None:
-        self._closing = True
-        if self._bus_tasks:
-            await asyncio.gather(*self._bus_tasks.values(), return_exceptions=True)
-        # Leave the bus before draining: other replicas stop routing here, and whatever they
-        # already forwarded is delivered into our queues, so the drain below covers it.
-        await self._close_quietly("bus", self.bus)
-        if not await self.drain(self.drain_timeout):
-            left = await self._executor.cancel_all()
-            self.cancelled_on_close = left
-            log.warning(
-                "webhook receiver shutdown: cancelled %d unfinished handler(s) after %.1fs",
-                left,
-                self.drain_timeout,
-            )
-        await self._close_quietly("dedup", self.dedup)
-        if self.close_session and self.session is not None:
-            await self._close_quietly("session", self.session)
+    def _restart_needed(self) -> None:
+        self._life.restart_needed()
 
-    @staticmethod
-    async def _close_quietly(name: str, resource: _Closable | None) -> None:
-        """Close one resource; a failure is logged, never allowed to stop the shutdown."""
-        if resource is None:
-            return
-        try:
-            await resource.aclose()
-        except Exception:
-            log.exception("closing the webhook %s failed", name)
+    def _closables(self) -> list[tuple[str, Any]]:
+        closables: list[tuple[str, Any]] = [("inbox", self._inbox), ("dedup", self._dedup)]
+        if self.close_session:
+            closables.append(("session", self.session))
+        return closables
 
-    # -- registration --------------------------------------------------------------------------
+    # -- background work ------------------------------------------------------------------------
+
+    def spawn(
+        self, coro: Coroutine[Any, Any, _R], *, ctx: EventContext | None = None
+    ) -> asyncio.Task[_R]:
+        """Run ``coro`` as a tracked background task (``ctx.spawn`` is the same with its context).
+
+        Shutdown drains it like a handler and cancels it after ``drain_timeout``; an exception
+        is logged and passed to ``on_error`` (with ``ctx``'s event when given).
+        """
+        return self._background.spawn(coro, ctx=ctx)
+
+    # -- registration ---------------------------------------------------------------------------
 
     def register(
-        self, conversation_id: str, handler: EventHandler, *, replace: bool = False
+        self,
+        conversation_id: str,
+        handler: EventHandler,
+        *,
+        replace: bool = False,
+        exclusive: bool = False,
     ) -> Registration:
         """Observe every event of ``conversation_id`` (requests too, in arrival order).
 
-        For notifications it takes the place of the catch-all handler; it never decides a
-        request's HTTP answer.
+        An observer never steals: the kind handlers (``on_message`` ..., conversation-specific
+        first, else catch-all) still run for the same notifications, and it never decides a
+        request's answer.  With ``exclusive=True`` it takes the catch-all handlers' place for
+        this conversation's notifications (a conversation-specific handler still wins), and is
+        then retried like a handler.  A second registration for the conversation raises
+        :class:`~ultimate_async.errors.HandlerConflictError` unless ``replace=True``.
         """
         if not isinstance(conversation_id, str) or not conversation_id:
             raise ValueError("conversation_id must be a non-empty string")
         _check_coroutine(handler, "register()")
-        existing = self._registrations.get(conversation_id)
-        if existing is not None and not replace:
-            raise HandlerConflictError(
-                f"a handler is already registered for conversation {conversation_id!r}"
-            )
-        registration = Registration(self, conversation_id, handler)
-        self._registrations[conversation_id] = registration
-        if existing is not None:
-            existing._active = False  # the hold passes to the new registration
-        else:
-            self._hold(conversation_id)
-        return registration
-
-    def _unregister(self, registration: Registration) -> None:
-        conversation_id = registration.conversation_id
-        if self._registrations.get(conversation_id) is registration:
-            del self._registrations[conversation_id]
-            self._unhold(conversation_id)
-        registration._active = False
+        return self._membership.register(
+            conversation_id, handler, replace=replace, exclusive=exclusive
+        )
 
     def _handler_added(self, key: tuple[str, str | None, str | None]) -> None:
         if key[1] is not None:
-            self._hold(key[1])
+            self._membership.hold(key[1])
 
-    def _hold(self, conversation_id: str) -> None:
-        count = self._holds.get(conversation_id, 0)
-        self._holds[conversation_id] = count + 1
-        if count == 0:
-            self._announce(conversation_id, hold=True)
+    def _notification_handler(
+        self, kind: str, conversation_id: str | None
+    ) -> Callable[..., Awaitable[Any]] | None:
+        """Conversation-specific handler, else an exclusive registration, else the catch-all."""
+        handlers = self._handlers
+        if conversation_id is not None:
+            handler = handlers.get((kind, conversation_id, None))
+            if handler is not None:
+                return handler
+            registration = self._registrations.get(conversation_id)
+            if registration is not None and registration.exclusive:
+                return registration.handler
+        return handlers.get((kind, None, None))
 
-    def _unhold(self, conversation_id: str) -> None:
-        count = self._holds[conversation_id] - 1
-        if count:
-            self._holds[conversation_id] = count
+    # -- refusals -------------------------------------------------------------------------------
+
+    def note_refusal(self, status: int, reason: str, *, outcome: str | None = None) -> None:
+        """Record a refused delivery: ``receiver.refusals``, a WARNING, the delivery metric.
+
+        Front ends call it for what they refuse before :meth:`handle` sees the body (a body
+        over ``max_body_size`` while reading); ``reason`` must not quote the body or a secret.
+        """
+        self.refusals.append(Refusal(status, reason, time.monotonic()))
+        if status == 401:
+            log.warning("webhook delivery rejected (401): %s", reason)
         else:
-            del self._holds[conversation_id]
-            self._announce(conversation_id, hold=False)
+            log.warning("webhook delivery refused (%d): %s", status, reason)
+        if outcome is None:
+            outcome = _OUTCOMES.get(status, "unavailable")
+        telemetry.delivery("unknown", outcome, status=status)
 
-    def _announce(self, conversation_id: str, *, hold: bool) -> None:
-        if self.bus is None or not self._bus_started:
-            return  # start() announces everything held when the bus starts
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # changed from sync code: re-announce on the next start()
-            self._started = False
-            return
-        previous = self._bus_tasks.get(conversation_id)
-        task = asyncio.ensure_future(self._bus_call(conversation_id, hold, previous))
-        self._bus_tasks[conversation_id] = task
-
-        def forget(done: asyncio.Task[BaseException | None]) -> None:
-            if self._bus_tasks.get(conversation_id) is done:
-                del self._bus_tasks[conversation_id]
-
-        task.add_done_callback(forget)
-
-    async def _bus_call(
-        self,
-        conversation_id: str,
-        hold: bool,
-        previous: asyncio.Task[BaseException | None] | None,
-    ) -> BaseException | None:
-        if previous is not None:  # keep hold/release of one conversation in order
-            await asyncio.wait([previous])
-        assert self.bus is not None
-        try:
-            if hold:
-                await self.bus.hold(conversation_id)
-            else:
-                await self.bus.release(conversation_id)
-        except Exception as exc:
-            log.debug("bus %s failed for a conversation", "hold" if hold else "release")
-            return exc
-        return None
-
-    async def _ready(self, conversation_id: str) -> None:
-        if self.bus is None:
-            return
-        await self.start()
-        task = self._bus_tasks.get(conversation_id)
-        if task is not None:
-            error = await asyncio.shield(task)
-            if error is not None:
-                raise error
-
-    # -- delivery ------------------------------------------------------------------------------
+    # -- delivery -------------------------------------------------------------------------------
 
     async def handle(
         self,
@@ -394,108 +444,219 @@ class WebhookReceiver(Router):
         ``path_token`` is the last URL segment when the verifier is a
         :class:`~ultimate_async.webhook.verify.UrlToken`.  Header names are case-insensitive.
         """
-        if self._closing:
-            return r.CLOSING
-        if len(body) > self.max_body_size:
+        if not self._life.open:
+            if self._life.closing:
+                self.note_refusal(503, "the receiver is shutting down", outcome="closing")
+                return r.CLOSING
+            try:
+                await self.start()
+            except BackendUnavailableError:
+                log.debug("event bus unavailable at start", exc_info=True)
+                self.note_refusal(503, "the event bus is unavailable")
+                return r.BACKEND_UNAVAILABLE
+            except Exception:  # e.g. the inbox cannot open its storage: never a 500
+                log.exception("starting the webhook receiver failed")
+                self.note_refusal(503, "the receiver could not start")
+                return r.BACKEND_UNAVAILABLE
+        if len(body) > self._max_body_size:
+            self.note_refusal(413, f"body of {len(body)} bytes over max_body_size")
             return r.TOO_LARGE
         if type(headers) is not CIMultiDictProxy and not isinstance(headers, _CI_HEADERS):
             headers = CIMultiDictProxy(CIMultiDict(headers))
         try:
             self.verifier.verify(body, headers, path_token=path_token)
         except SignatureError as exc:
-            log.warning("webhook delivery rejected (401): %s", exc)
+            self.note_refusal(401, str(exc))
             return r.UNAUTHORIZED
         except Exception as exc:  # a custom verifier's bug must not become a 500 with details
             log.error(
                 "webhook verifier %s raised %s", type(self.verifier).__name__, type(exc).__name__
             )
+            self.note_refusal(401, f"the verifier raised {type(exc).__name__}")
             return r.UNAUTHORIZED
         try:
             raw, event = parse_webhook_body(body)
         except PayloadError as exc:
-            log.warning("webhook delivery refused (400): %s", "; ".join(exc.errors))
+            self.note_refusal(400, "invalid payload: " + "; ".join(exc.errors))
             return WebhookResponse.error(400, "invalid payload", exc.errors)
-        if not self._started:
-            try:
-                await self.start()
-            except BackendUnavailableError:
-                log.debug("event bus unavailable at start", exc_info=True)
-                return r.BACKEND_UNAVAILABLE
         kind = KIND_OF[type(event)]
         conversation_id = event.platform_conversation_id
-        requested = kind in REQUEST_KINDS
-        dedup = self.dedup
-        key = None if requested or dedup is None else self.dedup_key(raw)
-        ctx = self._context(conversation_id, raw, key, headers, kind)
-        if key is not None:
-            assert dedup is not None
+        if kind in REQUEST_KINDS:
+            ctx = self._context(conversation_id, raw, None, headers, kind, False, None)
+            await self._observe_request(event, ctx)
+            telemetry.delivery(kind, "accepted")
+            return await self._answers.answer(kind, event, ctx)
+        if conversation_id is not None and self._forwards and conversation_id not in self._holds:
             try:
-                fresh = await dedup.claim(key)
-            except BackendUnavailableError:
-                log.debug("de-duplication backend unavailable", exc_info=True)
-                return r.BACKEND_UNAVAILABLE
-            if not fresh:
-                log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
-                return r.ACK
-        if requested:
-            await self._observe(event, ctx)
-            return await self._answer(kind, event, ctx)
-        bus = self.bus
-        if bus is not None and conversation_id is not None and conversation_id not in self._holds:
-            try:
-                forwarded = await bus.forward(conversation_id, raw)
+                forwarded = await self._bus.forward(conversation_id, raw)
             except BackendUnavailableError:
                 log.debug("event bus unavailable for forwarding", exc_info=True)
-                await self._forget(key)
+                self.note_refusal(503, "the event bus is unavailable")
                 return r.BACKEND_UNAVAILABLE
             except Exception:  # a bus bug must not become a 500 nor lose the event: retry it
                 log.exception(
                     "forwarding a %s event failed (conversation %s)", kind, conversation_id
                 )
-                await self._forget(key)
+                self.note_refusal(503, "forwarding to the event bus failed")
                 return r.BACKEND_UNAVAILABLE
             if forwarded:
+                telemetry.delivery(kind, "accepted")
                 return r.ACK
-        handler = self._notification_handler(kind, conversation_id)
-        if handler is None:
-            log.debug("no handler for a %s event (conversation %s)", kind, conversation_id)
-            return r.ACK
-        if not self._after:  # ack="on_receive": the hot path of every notification
-            self._executor.submit(conversation_id, (handler, event, ctx))
-            return r.ACK
-        return await self._run_before_ack(handler, event, ctx, key)
-
-    async def _forget(self, key: str | None) -> None:
-        if key is None or self.dedup is None:
-            return
-        try:
-            await self.dedup.forget(key)
-        except Exception:
-            log.debug("could not forget a de-duplication key", exc_info=True)
-
-    def _notification_handler(
-        self, kind: str, conversation_id: str | None
-    ) -> Callable[..., Awaitable[Any]] | None:
-        handlers = self._handlers
+        key = None if self._dedup_off else self._dedup_key(raw)
+        # The common case inline (on_receive, a kind handler, no observer); _accept does it all.
+        handler = None
         if conversation_id is not None:
-            handler = handlers.get((kind, conversation_id, None))
-            if handler is not None:
-                return handler
-            registration = self._registrations.get(conversation_id)
-            if registration is not None:
-                return registration.handler
-        return handlers.get((kind, None, None))
+            if conversation_id in self._registrations:
+                return await self._accept(kind, conversation_id, event, raw, key, headers, False)
+            handler = self._handlers.get((kind, conversation_id, None))
+        if handler is None:
+            handler = self._handlers.get((kind, None, None))
+        if handler is None or self._after:
+            return await self._accept(kind, conversation_id, event, raw, key, headers, False)
+        try:
+            stored = await self._put(
+                conversation_id=conversation_id, kind=kind, raw=raw, dedup_key=key
+            )
+        except Exception as exc:
+            return self._not_stored(exc, kind, conversation_id)
+        if stored is None:
+            log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
+            telemetry.delivery(kind, "duplicate")
+            return r.ACK
+        delivery_id = stored if isinstance(stored, str) else stored.delivery_id
+        bot_id = raw.get("botId")
+        ctx = EventContext(
+            conversation_id,
+            bot_id if type(bot_id) is str else None,
+            datetime.now(UTC),
+            key,
+            headers,
+            raw,
+            self.session,
+            kind,
+            False,
+            delivery_id,
+            1,
+            self._background,
+        )
+        self._dispatcher.stored(stored, event, ctx, handler)
+        telemetry.delivery(kind, "accepted")
+        return r.ACK
+
+    def _not_stored(
+        self, exc: Exception, kind: str, conversation_id: str | None
+    ) -> WebhookResponse:
+        """The inbox could not store a notification: 503, so the platform may try again."""
+        if isinstance(exc, BackendUnavailableError):
+            log.debug("inbox unavailable", exc_info=True)
+            self.note_refusal(503, f"the inbox is unavailable ({exc})")
+        else:
+            log.error(
+                "storing a %s event failed (conversation %s)", kind, conversation_id, exc_info=exc
+            )
+            self.note_refusal(503, "storing the event failed")
+        return r.BACKEND_UNAVAILABLE
+
+    async def _accept(
+        self,
+        kind: str,
+        conversation_id: str | None,
+        event: Webhook,
+        raw: Mapping[str, Any],
+        key: str | None,
+        headers: Mapping[str, str],
+        forwarded: bool,
+    ) -> WebhookResponse:
+        """A notification this replica handles: observe it, store it, acknowledge it."""
+        registration = (
+            self._registrations.get(conversation_id) if conversation_id is not None else None
+        )
+        handler = self._notification_handler(kind, conversation_id)
+        if handler is None and registration is None:
+            self._no_handler(kind, conversation_id)
+            return r.ACK
+        if self._after:
+            return await self._run_before_ack(
+                kind, conversation_id, event, raw, key, headers, forwarded, handler, registration
+            )
+        try:
+            stored = await self._put(
+                conversation_id=conversation_id, kind=kind, raw=raw, dedup_key=key
+            )
+        except Exception as exc:
+            return self._not_stored(exc, kind, conversation_id)
+        if stored is None:
+            log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
+            telemetry.delivery(kind, "duplicate")
+            return r.ACK
+        delivery_id = stored if isinstance(stored, str) else stored.delivery_id
+        ctx = self._context(conversation_id, raw, key, headers, kind, forwarded, delivery_id)
+        if registration is not None and registration.handler is not handler:
+            self._dispatcher.submit(
+                _observer_key(registration.conversation_id),
+                (registration.handler, event, ctx, None),
+            )
+        self._dispatcher.stored(stored, event, ctx, handler)
+        telemetry.delivery(kind, "accepted")
+        return r.ACK
+
+    def _no_handler(self, kind: str, conversation_id: str | None) -> None:
+        if kind in self._warned_kinds:
+            log.debug("no handler for a %s event (conversation %s)", kind, conversation_id)
+        else:
+            self._warned_kinds.add(kind)
+            log.warning(
+                "no handler for a %s event (conversation %s): acknowledged and dropped; "
+                "add one with @receiver.on_%s() (logged at DEBUG from now on)",
+                kind,
+                conversation_id,
+                kind,
+            )
+        telemetry.delivery(kind, "accepted")
 
     async def _run_before_ack(
         self,
-        handler: Callable[..., Awaitable[Any]],
+        kind: str,
+        conversation_id: str | None,
         event: Webhook,
-        ctx: EventContext,
+        raw: Mapping[str, Any],
         key: str | None,
+        headers: Mapping[str, str],
+        forwarded: bool,
+        handler: Callable[..., Awaitable[Any]] | None,
+        registration: Registration | None,
     ) -> WebhookResponse:
-        """``ack="after_handler"``: queue in conversation order, answer once the handler ran."""
+        """``ack="after_handler"``: queue in conversation order, answer once the handler ran.
+
+        Nothing is stored (the platform's retry of a 500 is the retry), so de-duplication is
+        the receiver's: a claim, forgotten again when the handler failed.
+        """
+        dedup = self._dedup
+        if key is not None and dedup is not None:
+            try:
+                fresh = await dedup.claim(key)
+            except BackendUnavailableError:
+                log.debug("de-duplication backend unavailable", exc_info=True)
+                self.note_refusal(503, "the de-duplication backend is unavailable")
+                return r.BACKEND_UNAVAILABLE
+            if not fresh:
+                log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
+                telemetry.delivery(kind, "duplicate")
+                return r.ACK
+        ctx = self._context(conversation_id, raw, key, headers, kind, forwarded, None)
+        if registration is not None and registration.handler is not handler:
+            self._dispatcher.submit(
+                _observer_key(registration.conversation_id),
+                (registration.handler, event, ctx, None),
+            )
+        telemetry.delivery(kind, "accepted")
+        if handler is None:
+            return r.ACK
+        if forwarded:  # the receiving replica has answered already: nobody waits here
+            self._dispatcher.submit(conversation_id, (handler, event, ctx, None))
+            return r.ACK
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._executor.submit(ctx.platform_conversation_id, (handler, event, ctx), waiter)
+        self._dispatcher.submit(conversation_id, (handler, event, ctx, None), waiter)
         try:
             ok = await waiter
         except asyncio.CancelledError:
@@ -509,14 +670,22 @@ class WebhookReceiver(Router):
         await self._forget(key)
         return r.HANDLER_FAILED
 
-    async def _observe(self, event: Webhook, ctx: EventContext) -> None:
+    async def _forget(self, key: str | None) -> None:
+        if key is None or self._dedup is None:
+            return
+        try:
+            await self._dedup.forget(key)
+        except Exception:
+            log.debug("could not forget a de-duplication key", exc_info=True)
+
+    async def _observe_request(self, event: Webhook, ctx: EventContext) -> None:
         """Give a request's copy to the conversation's registered observer (here or remote)."""
         conversation_id = ctx.platform_conversation_id
         if conversation_id is None:
             return
-        if self.bus is not None and conversation_id not in self._holds:
+        if self._forwards and conversation_id not in self._holds:
             try:
-                await self.bus.forward(conversation_id, ctx.raw)
+                await self._bus.forward(conversation_id, ctx.raw)
             except Exception:
                 log.debug("could not forward a request's observation copy", exc_info=True)
             return
@@ -526,7 +695,9 @@ class WebhookReceiver(Router):
         """Queue a request's copy for this conversation's ``register()``ed observer, if any."""
         registration = self._registrations.get(conversation_id)
         if registration is not None:
-            self._executor.submit(conversation_id, (registration.handler, event, ctx))
+            self._dispatcher.submit(
+                _observer_key(conversation_id), (registration.handler, event, ctx, None)
+            )
 
     def _context(
         self,
@@ -535,8 +706,8 @@ class WebhookReceiver(Router):
         key: str | None,
         headers: Mapping[str, str],
         kind: str,
-        *,
-        forwarded: bool = False,
+        forwarded: bool,
+        delivery_id: str | None,
     ) -> EventContext:
         bot_id = raw.get("botId")
         return EventContext(
@@ -549,130 +720,17 @@ class WebhookReceiver(Router):
             self.session,
             kind,
             forwarded,
+            delivery_id,
+            1,
+            self._background,
         )
 
-    def _decision_handler(
-        self, kind: str, conversation_id: str | None, name: str | None
-    ) -> Callable[..., Awaitable[Any]] | None:
-        handlers = self._handlers
-        if name is not None:
-            if conversation_id is not None:
-                handler = handlers.get((kind, conversation_id, name))
-                if handler is not None:
-                    return handler
-        if conversation_id is not None:
-            handler = handlers.get((kind, conversation_id, None))
-            if handler is not None:
-                return handler
-        if name is not None:
-            handler = handlers.get((kind, None, name))
-            if handler is not None:
-                return handler
-        return handlers.get((kind, None, None))
-
-    async def _answer(self, kind: str, event: Webhook, ctx: EventContext) -> WebhookResponse:
-        name = event.name if isinstance(event, ActionCall) else None
-        handler = self._decision_handler(kind, ctx.platform_conversation_id, name)
-        if kind == "team_online":
-            if handler is None:
-                return r.OFFLINE
-            ok, result = await self._call_request(handler, event, ctx)
-            return r.ONLINE if ok and result else r.OFFLINE
-        if kind == "escalate":
-            if handler is None:
-                return r.ACK
-            ok, result = await self._call_request(handler, event, ctx)
-            if not ok:
-                return r.HANDLER_FAILED
-            return r.ESCALATION_FAILED if result is False else r.ACK
-        # actions
-        if handler is None:
-            return r.NO_RESULTS
-        ok, result = await self._call_request(handler, event, ctx)
-        if not ok:
-            return r.HANDLER_FAILED
-        try:
-            results = _results_to_wire(result)
-        except TypeError as exc:
-            await self._report(exc, event, ctx)
-            return r.HANDLER_FAILED
-        return WebhookResponse.json(200, {"results": results})
-
-    async def _call_request(
-        self, handler: Callable[..., Awaitable[Any]], event: Webhook, ctx: EventContext
-    ) -> tuple[bool, Any]:
-        self._requests += 1
-        try:
-            async with asyncio.timeout(self.request_timeout) as scope:
-                result = await handler(event, ctx)
-        except Exception as exc:
-            if isinstance(exc, TimeoutError) and scope.expired():
-                log.error(
-                    "%s handler timed out after %ss (conversation %s)",
-                    ctx.kind,
-                    self.request_timeout,
-                    ctx.platform_conversation_id,
-                )
-                await self._report(exc, event, ctx, logged=True)
-            else:
-                await self._report(exc, event, ctx)
-            return False, None
-        finally:
-            self._requests -= 1
-            if self._requests == 0 and self._requests_idle is not None:
-                self._requests_idle.set()
-        return True, result
-
-    async def _run_job(self, job: _Job) -> bool:
-        handler, event, ctx = job
-        timeout = self.handler_timeout
-        try:
-            if timeout is None:
-                await handler(event, ctx)
-            else:
-                async with asyncio.timeout(timeout) as scope:
-                    await handler(event, ctx)
-        except Exception as exc:
-            if timeout is not None and isinstance(exc, TimeoutError) and scope.expired():
-                log.error(
-                    "%s handler timed out after %ss (conversation %s)",
-                    ctx.kind,
-                    timeout,
-                    ctx.platform_conversation_id,
-                )
-                await self._report(exc, event, ctx, logged=True)
-            else:
-                await self._report(exc, event, ctx)
-            return False
-        return True
-
-    async def _report(
-        self, error: BaseException, event: Any, ctx: EventContext | None, *, logged: bool = False
-    ) -> None:
-        """Log a handler failure once and pass it to the matching ``on_error`` handler."""
-        conversation_id = ctx.platform_conversation_id if ctx is not None else None
-        if not logged:
-            log.error(
-                "%s handler failed (conversation %s)",
-                ctx.kind if ctx is not None else "event",
-                conversation_id,
-                exc_info=error,
-            )
-        handler = None
-        if conversation_id is not None:
-            handler = self._handlers.get((ERROR_KIND, conversation_id, None))
-        if handler is None:
-            handler = self._handlers.get((ERROR_KIND, None, None))
-        if handler is None:
-            return
-        try:
-            await handler(error, event, ctx)
-        except Exception:
-            log.exception("on_error handler failed (conversation %s)", conversation_id)
+    def _entry_context(self, entry: InboxEntry, event: Webhook) -> EventContext:
+        return context_for_entry(entry, event, self.session, self._background)
 
     async def _deliver_forwarded(self, conversation_id: str, raw: Mapping[str, Any]) -> None:
         """The bus hands us an event another replica received for a conversation we hold."""
-        if self._close_task is not None and self._close_task.done():
+        if self._life.closed:
             log.debug("forwarded event dropped: receiver closed")
             return
         try:
@@ -681,28 +739,18 @@ class WebhookReceiver(Router):
             log.warning("forwarded event refused: %s", "; ".join(exc.errors))
             return
         kind = KIND_OF[type(event)]
-        ctx = self._context(conversation_id, raw, None, _EMPTY_HEADERS, kind, forwarded=True)
         if kind in REQUEST_KINDS:  # the receiving replica answered; we only observe
+            ctx = self._context(conversation_id, raw, None, EMPTY_HEADERS, kind, True, None)
             self._observe_here(conversation_id, event, ctx)
             return
-        handler = self._notification_handler(kind, conversation_id)
-        if handler is None:
-            log.debug("no handler for a forwarded %s event", kind)
-            return
-        self._executor.submit(conversation_id, (handler, event, ctx))
+        key = None if self._dedup_off else self._dedup_key(raw)
+        response = await self._accept(kind, conversation_id, event, raw, key, EMPTY_HEADERS, True)
+        if response.status >= 500:
+            log.error("a %s event forwarded by another replica was lost", kind)
 
 
-def _results_to_wire(result: object) -> list[Any]:
-    if result is None:
-        return []
-    if isinstance(result, ActionResult | Mapping) or not isinstance(result, Iterable):
-        raise TypeError("an action handler must return a list of ActionResult (or None)")
-    out: list[Any] = []
-    for item in result:
-        if isinstance(item, ActionResult):
-            out.append(item.to_wire())
-        elif isinstance(item, Mapping) and "key" in item:
-            out.append(dict(item))
-        else:
-            raise TypeError("an action handler must return a list of ActionResult (or None)")
-    return out
+_OUTCOMES: Final = {
+    401: "unauthorized",
+    400: "invalid",
+    413: "too_large",
+}
