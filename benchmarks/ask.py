@@ -6,6 +6,11 @@ conversation through the echo bot (``benchmarks.servers.echo_bot``) and prints o
 ``{"n", "p50_ms", "p99_ms", "cpu_us"}``. The hand-written side POSTs with aiohttp and awaits an
 ``asyncio.Future`` that its bare aiohttp webhook handler resolves; the SDK side is
 ``Conversation(session, receiver).ask(text, settle=0)`` over ``setup_webhook``.
+
+``python -m benchmarks.ask --variant sim-settle|sim-until --n 20`` measures what a test (or a
+``/chat`` endpoint) pays per ``ask()`` on the simulator: the demo bot answers "Where is my
+order?" with two messages; ``sim-settle`` ends each turn the default way (0.5 s of quiet),
+``sim-until`` with ``until=sim.turn_complete`` (what the pytest fixtures do).  No ``--bot``.
 """
 
 from __future__ import annotations
@@ -100,10 +105,37 @@ async def _sdk(stack: AsyncExitStack, bot: str) -> Ask:
     return ask
 
 
+async def _simulated(stack: AsyncExitStack, variant: str) -> Ask:
+    from ultimate_async.conversation import Conversation
+    from ultimate_async.session import Session
+    from ultimate_async.simulator import Simulator
+    from ultimate_async.webhook import SharedSecretHeader, WebhookReceiver, WebhookServer
+
+    verifier = SharedSecretHeader(SECRET)
+    receiver = WebhookReceiver(verifier)
+    server = await stack.enter_async_context(WebhookServer(receiver, host="127.0.0.1", port=0))
+    sim = await stack.enter_async_context(Simulator(webhook_url=server.url, verifier=verifier))
+    session = await stack.enter_async_context(
+        Session(sim.api_key, sim.bot_id, base_url=sim.base_url)
+    )
+    until = sim.turn_complete if variant == "sim-until" else None
+    conversation = await stack.enter_async_context(Conversation(session, receiver, until=until))
+
+    async def ask() -> None:
+        reply = await conversation.ask("Where is my order?", timeout=10)
+        if len(reply.messages) != 2:
+            raise AssertionError(f"expected the demo bot's two messages, got {reply.events}")
+
+    return ask
+
+
 async def measure(variant: str, bot: str, n: int) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
-        ask = await (_hand(stack, bot) if variant == "hand" else _sdk(stack, bot))
-        for _ in range(WARMUP):
+        if variant.startswith("sim-"):
+            ask = await _simulated(stack, variant)
+        else:
+            ask = await (_hand(stack, bot) if variant == "hand" else _sdk(stack, bot))
+        for _ in range(WARMUP if not variant.startswith("sim-") else 2):
             await ask()
         latencies = []
         cpu_start = time.process_time()
@@ -123,11 +155,15 @@ async def measure(variant: str, bot: str, n: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", required=True, choices=["hand", "sdk"])
-    parser.add_argument("--bot", required=True, help="base URL of the echo bot")
+    parser.add_argument(
+        "--variant", required=True, choices=["hand", "sdk", "sim-settle", "sim-until"]
+    )
+    parser.add_argument("--bot", help="base URL of the echo bot (hand and sdk)")
     parser.add_argument("--n", type=int, default=300)
     args = parse_loop_args(parser)
-    coro = measure(args.variant, args.bot.rstrip("/"), args.n)
+    if args.bot is None and not args.variant.startswith("sim-"):
+        parser.error(f"--variant {args.variant} needs --bot")
+    coro = measure(args.variant, (args.bot or "").rstrip("/"), args.n)
     result = run_coroutine(coro, use_uvloop=args.uvloop)
     result["orjson"] = sys.modules.get("orjson") is not None
     print(json.dumps(result), flush=True)

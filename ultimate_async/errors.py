@@ -8,6 +8,10 @@ an API key, a webhook secret or a ``sanitize=True`` value.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .webhook.refusals import Refusal
 
 __all__ = [
     "APIConnectionError",
@@ -18,6 +22,7 @@ __all__ = [
     "BackendUnavailableError",
     "BadRequestError",
     "ConfigurationError",
+    "ConversationBusyError",
     "HandlerConflictError",
     "NotFoundError",
     "PayloadError",
@@ -166,4 +171,24 @@ class BackendUnavailableError(UltimateError):
 
 
 class ReplyTimeout(UltimateError, TimeoutError):
-    """No bot reply arrived within the ``ask()`` timeout."""
+    """No bot reply (or no complete turn) arrived within the ``ask()`` timeout.
+
+    ``refusals`` holds the deliveries the receiver refused while the call waited (each with a
+    ``status`` and ``reason``), newest last; the message names the last one, because a reply
+    that never comes is most often a delivery the receiver turned away (a wrong secret, a clock
+    out of tolerance), not a silent bot.
+    """
+
+    def __init__(self, message: str, *, refusals: Sequence[Refusal] = ()) -> None:
+        self.refusals: tuple[Refusal, ...] = tuple(refusals)
+        super().__init__(message)
+
+
+class ConversationBusyError(UltimateError, RuntimeError):
+    """A second call waited for events on a :class:`~ultimate_async.Conversation` already waiting.
+
+    One conversation has one reader: two concurrent ``ask()`` calls could not tell whose reply
+    is whose.  Await one ``start``/``ask``/``click``/``choose_card``/``receive``/``events`` step
+    at a time, or open one ``Conversation`` per visitor.  (Also a ``RuntimeError``, which it
+    was before it had a type.)
+    """

@@ -4,14 +4,22 @@ Payload builders (``make_bot_message`` & co.) return the JSON the platform would
 :func:`make_delivery` turns one into the exact ``(body, headers)`` your verifier accepts (for
 any HTTP test client), and :func:`deliver` hands it straight to ``receiver.handle()``.
 
-The pytest plugin (installed with the package, no configuration) provides:
+The pytest plugin (registered with the package; install ``ultimate_async[testing]``, which
+brings pytest-asyncio, and it works in pytest-asyncio's ``strict`` and ``auto`` modes alike)
+provides:
 
 * ``ultimate_simulator`` - a running :class:`~ultimate_async.simulator.Simulator` (built-in demo
   bot; override the ``ultimate_bot`` fixture to script your own);
+* ``ultimate_session`` - a :class:`~ultimate_async.Session` pointed at the simulator;
 * ``ultimate_receiver`` - a :class:`~ultimate_async.webhook.WebhookReceiver` served on a free
   local port and configured as the simulator's webhook URL, signed with ``ultimate_verifier``;
-* ``ultimate_session`` - a :class:`~ultimate_async.Session` pointed at the simulator;
-* ``ultimate_conversation`` - an open :class:`~ultimate_async.Conversation` over both.
+  its handlers get ``ctx.session`` = ``ultimate_session``, so a handler that answers through
+  the API (the widget API after ``widgetEscalate``, say) talks to the simulator;
+* ``ultimate_conversation`` - an open :class:`~ultimate_async.Conversation` over both, whose
+  turns end the moment the simulator's last webhook of the turn arrives
+  (``until=simulator.turn_complete``): no ``settle`` seconds to wait in every test.
+
+The fixtures are function-scoped and run on the test's own event loop.
 
 pytest imports this module in every run of every project that has ultimate_async installed,
 so it imports nothing heavy at module level: aiohttp and the simulator load inside fixtures.
@@ -24,6 +32,8 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from .simulator.defaults import DEFAULT_BOT_ID
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -48,9 +58,6 @@ __all__ = [
     "observe_all",
     "record_all",
 ]
-
-#: The bot id the builders put in ``botId`` unless told otherwise (24 hex digits, like real ones).
-DEFAULT_BOT_ID = "5f0c0ffee0ddba11c0ffee00"
 
 ButtonSpec = str | Mapping[str, Any]
 
@@ -267,7 +274,11 @@ def observe_all(
     answers: ``isTeamOnline`` answers ``team_online``, actions return no results, escalations
     are accepted.  Raises :class:`~ultimate_async.errors.HandlerConflictError` if ``receiver``
     (any :class:`~ultimate_async.webhook.Router`) already has a catch-all handler for a kind.
+
+    The kinds are the router's own (``router.KIND_OF``), so a kind added there is observed here
+    without a change.
     """
+    from .webhook.router import KIND_OF
 
     async def notification(event: Any, ctx: EventContext) -> None:
         observer(event, ctx)
@@ -280,19 +291,9 @@ def observe_all(
         observer(event, ctx)
         return []
 
-    for decorator in (
-        receiver.on_message,
-        receiver.on_escalate,
-        receiver.on_widget_escalate,
-        receiver.on_widget_message,
-        receiver.on_widget_end_session,
-        receiver.on_ticket_reply,
-        receiver.on_alert,
-        receiver.on_unknown,
-    ):
-        decorator()(notification)
-    receiver.on_team_online()(online)
-    receiver.on_action()(action)
+    answers: dict[str, Callable[..., Any]] = {"team_online": online, "action": action}
+    for kind in dict.fromkeys(KIND_OF.values()):
+        getattr(receiver, f"on_{kind}")()(answers.get(kind, notification))
 
 
 def record_all(receiver: Router, *, team_online: bool = True) -> list[tuple[Webhook, EventContext]]:
@@ -359,18 +360,6 @@ if pytest is not None:
             yield simulator
 
     @_async_fixture
-    async def ultimate_receiver(
-        ultimate_simulator: Simulator, ultimate_verifier: Verifier
-    ) -> AsyncIterator[WebhookReceiver]:
-        """A receiver served on a free port and set as the simulator's webhook URL."""
-        from .webhook import WebhookReceiver, WebhookServer
-
-        receiver = WebhookReceiver(ultimate_verifier)
-        async with WebhookServer(receiver, host="127.0.0.1", port=0) as server:
-            ultimate_simulator.webhook_url = server.url
-            yield receiver
-
-    @_async_fixture
     async def ultimate_session(ultimate_simulator: Simulator) -> AsyncIterator[Session]:
         """A :class:`Session` whose API calls go to the simulator."""
         from .session import Session
@@ -380,11 +369,35 @@ if pytest is not None:
             yield session
 
     @_async_fixture
+    async def ultimate_receiver(
+        ultimate_simulator: Simulator, ultimate_verifier: Verifier, ultimate_session: Session
+    ) -> AsyncIterator[WebhookReceiver]:
+        """A receiver served on a free port and set as the simulator's webhook URL.
+
+        Handlers get ``ctx.session`` = ``ultimate_session`` (pointed at the simulator).
+        """
+        from .webhook import WebhookReceiver, WebhookServer
+
+        receiver = WebhookReceiver(ultimate_verifier, session=ultimate_session)
+        async with WebhookServer(receiver, host="127.0.0.1", port=0) as server:
+            ultimate_simulator.webhook_url = server.url
+            yield receiver
+
+    @_async_fixture
     async def ultimate_conversation(
-        ultimate_session: Session, ultimate_receiver: WebhookReceiver
+        ultimate_simulator: Simulator,
+        ultimate_session: Session,
+        ultimate_receiver: WebhookReceiver,
     ) -> AsyncIterator[Conversation]:
-        """An open :class:`Conversation` with the simulator's bot (ended after the test)."""
+        """An open :class:`Conversation` with the simulator's bot (ended after the test).
+
+        Its turns end when the simulator's last webhook of the turn arrives
+        (``until=ultimate_simulator.turn_complete``); pass ``settle=`` or ``until=`` to an
+        ``ask()`` to decide otherwise.
+        """
         from .conversation import Conversation
 
-        async with Conversation(ultimate_session, ultimate_receiver) as conversation:
+        async with Conversation(
+            ultimate_session, ultimate_receiver, until=ultimate_simulator.turn_complete
+        ) as conversation:
             yield conversation

@@ -16,7 +16,7 @@ import pytest
 from ultimate_async.__main__ import main
 from ultimate_async.conversation import Conversation
 from ultimate_async.session import Session
-from ultimate_async.simulator import Simulator
+from ultimate_async.simulator import Simulator, WidgetEscalateStep
 from ultimate_async.testing import make_bot_message, make_delivery
 from ultimate_async.webhook import HmacSignature, WebhookReceiver, WebhookServer
 
@@ -81,10 +81,18 @@ async def test_send_chat_posts_the_exact_body(
     }
 
 
-async def test_send_ticket_and_widget(sim_env: Simulator) -> None:
+async def test_send_ticket_and_widget(
+    sim_env: Simulator, ultimate_receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert await run_main(["send", "ticket", "--conversation", "t-1", "--text", "refund?"]) == 0
     widget = ["send", "widget", "--conversation", "w-1", "--event", "escalationQueueUpdate"]
+    # A queue update for a chat that never escalated is refused, and the CLI says why.
+    assert await run_main([*widget, "--queue-position", "3", "--waiting-time", "5"]) == 1
+    assert "escalationQueueUpdate is only allowed after widgetEscalate" in capsys.readouterr().err
+    sim_env.received.clear()
+    await sim_env.push("w-1", WidgetEscalateStep("support"))
     assert await run_main([*widget, "--queue-position", "3", "--waiting-time", "5"]) == 0
+    assert await run_main(["send", "ticket", "--conversation", "t-1", "--text", "refund?"]) == 0
     bodies = {r.path: r.json for r in sim_env.received}
     assert bodies["/converse/ticket"] == {
         "platformConversationId": "t-1",
@@ -174,7 +182,8 @@ async def test_listen_prints_verified_deliveries_with_redacted_headers() -> None
             shown = {k.lower(): v for k, v in line["headers"].items()}
             signature = headers["X-Ultimate-Signature"]
             assert shown["x-ultimate-signature"] == f"<redacted {len(signature)} chars>"
-            assert shown["x-ultimate-timestamp"].startswith("<redacted ")
+            # Only credential-bearing headers are redacted (DESIGN §11); a timestamp is not one.
+            assert shown["x-ultimate-timestamp"] == headers["X-Ultimate-Timestamp"]
             assert shown["content-type"] == "application/json"
             assert signature not in json.dumps(line)
 

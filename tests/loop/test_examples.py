@@ -40,9 +40,19 @@ EXPECTED = {
         "bot> Great! Anything else I can do for you?  []",
         "own route /health: {'ok': True}",
     ],
+    "fastapi_app.py": [  # WebhookApp mounted in FastAPI, served by uvicorn (H4)
+        "bot> Great! Anything else I can do for you?  []",
+        "webhook health: {'status': 'ok'}",
+    ],
     "receiver_in_other_framework.py": [
         "bot> Your order #A-1001 shipped yesterday and arrives tomorrow.",
         "done: every delivery went through receiver.handle()",
+    ],
+    "durable_receiver.py": [  # SqliteInbox + HandlerRetry (H6)
+        "crm> CRM unavailable on attempt 1: the inbox will retry",
+        "crm> recorded on attempt 2: Hi, I'm Ada, the Acme demo bot.",
+        "inbox: 0 pending, 0 dead letters",
+        "done: 4 bot messages recorded once each",
     ],
 }
 

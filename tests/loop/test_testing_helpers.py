@@ -220,15 +220,37 @@ def test_the_plugin_module_imports_nothing_heavy() -> None:
     """pytest imports the plugin in every run of every project: it must add nothing heavy.
 
     (What ``import ultimate_async`` itself loads is the package's business, measured apart.)
+    The one bot id it shares with the simulator comes from a module of constants, through the
+    simulator package's lazy ``__init__``; nothing else.
     """
+    light = (
+        "ultimate_async.testing",
+        "ultimate_async.simulator",
+        "ultimate_async.simulator.defaults",
+    )
     code = (
         "import sys, ultimate_async; before = set(sys.modules); "
         "import ultimate_async.testing; "
         "added = sorted(m for m in set(sys.modules) - before "
-        "if m.startswith(('aiohttp', 'ultimate_async.', 'multidict', 'yarl')) "
-        "and m != 'ultimate_async.testing'); print(added)"
+        "if m.startswith(('aiohttp', 'ultimate_async.', 'multidict', 'yarl', 'attr')) "
+        f"and m not in {light!r}); print(added)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_observe_all_covers_every_kind_the_router_knows() -> None:
+    """Derived from ``router.KIND_OF``: every kind has its catch-all afterwards."""
+    from ultimate_async.webhook.router import KIND_OF
+
+    receiver = WebhookReceiver(NoVerification())
+    observe_all(receiver, lambda event, ctx: None)
+
+    async def another(event: object, ctx: EventContext) -> None:
+        return None
+
+    for kind in set(KIND_OF.values()):
+        with pytest.raises(HandlerConflictError):
+            getattr(receiver, f"on_{kind}")()(another)

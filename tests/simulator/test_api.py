@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from ultimate_async.simulator.server import WIDGET_FLOW
+
 CHAT = "/converse/chat"
 TICKET = "/converse/ticket"
 WIDGET = "/agent/converse/send-message-to-widget"
@@ -119,18 +121,41 @@ async def test_ticket_and_widget_need_the_api_key_and_bot(client: Any) -> None:
         assert status == 404
 
 
-async def test_widget_refuses_unknown_events_and_agent_messages_before_success(client: Any) -> None:
+async def test_widget_flow_is_one_state_machine(client: Any) -> None:
+    """Each agent-side event is valid in the modes of ``WIDGET_FLOW`` only, else a 400."""
+    sim = client.sim
     status, text = await client.widget("w1", "hello")
     assert status == 400 and "eventType" in text
-    status, text = await client.widget("w1", "message", text="Hi, I am Sam")
-    assert status == 400 and "escalationSuccess" in text
+
+    async def refused(event: str, why: str) -> None:
+        status, text = await client.widget("w1", event, text="Hi, I am Sam")
+        assert status == 400 and text.startswith(event) and why in text, text
+
+    for event in WIDGET_FLOW:  # a conversation that does not exist, then one that never escalated
+        await refused(event, "'w1' is not a live chat")
+    await client.say("w1", "track my order")
+    for event in WIDGET_FLOW:
+        await refused(event, "in mode 'bot'")
+    assert sim.transcript("w1")[-1].sender == "bot"  # refused events leave no trace
+
+    await client.say("w1", "live chat")
+    assert sim.mode("w1") == "escalating"
+    await refused("message", "only allowed after escalationSuccess")
+    await refused("agentDisconnect", "only allowed after escalationSuccess")
+    assert (await client.widget("w1", "escalationQueueUpdate", queuePosition="2"))[0] == 200
+    assert sim.mode("w1") == "escalating"
     assert (await client.widget("w1", "escalationSuccess", agent="Sam"))[0] == 200
+    assert sim.mode("w1") == "agent"
+    for event in ("escalationQueueUpdate", "escalationSuccess", "escalationFailed"):
+        await refused(event, "before escalationSuccess; 'w1' is in mode 'agent'")
     status, text = await client.widget("w1", "message")
     assert status == 400 and "text" in text
     assert (await client.widget("w1", "message", text="Hi, I am Sam"))[0] == 200
     assert (await client.widget("w1", "agentDisconnect"))[0] == 200
-    status, _ = await client.widget("w1", "message", text="still there?")
-    assert status == 400
+    assert sim.mode("w1") == "bot"
+    await refused("message", "in mode 'bot'")
+    await client.chat("w1", "endSession")
+    await refused("agentDisconnect", "not a live chat")
 
 
 async def test_unknown_paths_and_methods_are_refused_and_recorded(client: Any, http: Any) -> None:

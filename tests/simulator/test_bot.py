@@ -12,15 +12,15 @@ import pytest
 from ultimate_async.errors import ConfigurationError
 from ultimate_async.simulator import (
     Action,
-    Button,
     Carousel,
-    Escalate,
+    EscalateStep,
     Rule,
     ScriptedBot,
+    ScriptedButton,
     TeamOnline,
     Text,
     TicketRule,
-    WidgetEscalate,
+    WidgetEscalateStep,
     demo_bot,
 )
 from ultimate_async.simulator.bot import render
@@ -67,10 +67,13 @@ def test_render_fills_known_placeholders_and_defaults_only() -> None:
 
 
 def test_replies_accept_strings_and_lists() -> None:
-    rule = Rule("x", ["a", Text("b", buttons=["c", Button("d", "link")])])
-    assert rule.replies == (Text("a"), Text("b", (Button("c"), Button("d", "link"))))
+    rule = Rule("x", ["a", Text("b", buttons=["c", ScriptedButton("d", "link")])])
+    assert rule.replies == (
+        Text("a"),
+        Text("b", (ScriptedButton("c"), ScriptedButton("d", "link"))),
+    )
     with pytest.raises(ValueError):
-        Button("x", "submit")  # type: ignore[arg-type]
+        ScriptedButton("x", "submit")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Rule("x", [42])  # type: ignore[list-item]
 
@@ -142,7 +145,7 @@ def test_from_json_loads_the_documented_format(tmp_path: Path) -> None:
     assert bot.answer("my orders").intent is not None
     (team,) = bot.answer("human please").replies
     assert team == TeamOnline(
-        "support", ["Connecting you.", Escalate("support")], ["Nobody is online right now."]
+        "support", ["Connecting you.", EscalateStep("support")], ["Nobody is online right now."]
     )
     assert bot.answer("choose", 1).replies == (Text("Express it is."),)
     action, echo = bot.answer("balance").replies
@@ -151,8 +154,10 @@ def test_from_json_loads_the_documented_format(tmp_path: Path) -> None:
     )
     assert echo == Text("Your balance is {balance|unknown} EUR.")
     widget, carousel = bot.answer("live").replies
-    assert widget == WidgetEscalate("support")
-    assert isinstance(carousel, Carousel) and carousel.cards[0].buttons == (Button("L", "link"),)
+    assert widget == WidgetEscalateStep("support")
+    assert isinstance(carousel, Carousel) and carousel.cards[0].buttons == (
+        ScriptedButton("L", "link"),
+    )
     ticket = bot.answer_ticket("new address")
     assert ticket.text == "Address updated." and ticket.attachments == ("attachments/label.pdf",)
     assert ticket.intents[0].confidence == 0.92
@@ -204,6 +209,6 @@ def test_demo_bot_covers_the_scripted_journey() -> None:
         if isinstance(step, TeamOnline)
         for r in step.online
     }
-    assert {"Escalate", "WidgetEscalate"} <= nested
+    assert {"EscalateStep", "WidgetEscalateStep"} <= nested
     assert bot.tickets and all(t.intents for t in bot.tickets)
     assert isinstance(bot.tickets[0], TicketRule)

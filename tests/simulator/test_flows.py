@@ -9,17 +9,17 @@ from aiohttp import web
 
 from ultimate_async.simulator import (
     Action,
-    Button,
     Card,
     Carousel,
-    Escalate,
+    EscalateStep,
     Intent,
     Rule,
     ScriptedBot,
+    ScriptedButton,
     TeamOnline,
     Text,
     TicketRule,
-    WidgetEscalate,
+    WidgetEscalateStep,
 )
 
 
@@ -271,7 +271,7 @@ async def test_several_messages_per_visitor_message_and_custom_bot(
     make_sim: Any, recorder: Any, make_client: Any
 ) -> None:
     bot = ScriptedBot(
-        welcome=Text("Hello {name|stranger}", buttons=["A", Button("Docs", "link")]),
+        welcome=Text("Hello {name|stranger}", buttons=["A", ScriptedButton("Docs", "link")]),
         rules=[
             Rule(re.compile(r"^\d+$"), ["You sent number {text}", "Twice!", "Thrice!"]),
             Rule("card", Carousel([Card("One", buttons=["pick"]), Card("Two", buttons=["pick"])])),
@@ -280,7 +280,7 @@ async def test_several_messages_per_visitor_message_and_custom_bot(
                 "go",
                 [
                     Action("lookup", params={"q": "{text}"}, failed="lookup failed"),
-                    TeamOnline(online=WidgetEscalate(), offline=Escalate("queue")),
+                    TeamOnline(online=WidgetEscalateStep(), offline=EscalateStep("queue")),
                 ],
             ),
         ],

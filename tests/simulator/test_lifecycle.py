@@ -48,7 +48,7 @@ async def test_shutdown_cancels_stalled_deliveries_without_warnings(
             await client.chat(f"c{i}", "startSession")
         await asyncio.wait_for(stalled.wait(), 5)
     # leaving the block did not wait for the stalled receiver, and left no task behind
-    assert not [t for t in asyncio.all_tasks() if "ConversationQueues._work" in repr(t)]
+    assert not [t for t in asyncio.all_tasks() if "KeyedExecutor._work" in repr(t)]
 
 
 async def test_wait_idle_times_out_when_deliveries_stall(recorder: Any, make_sim: Any) -> None:

@@ -3,13 +3,13 @@
 A :class:`ScriptedBot` answers each visitor message with the replies of the first
 :class:`Rule` that matches it (or ``fallback``).  Replies are *steps* the simulator runs in
 order for that conversation: messages become ``sendMessage`` webhooks, and the request steps
-(:class:`TeamOnline`, :class:`Escalate`, :class:`Action`) wait for the receiver's answer, so a
+(:class:`TeamOnline`, :class:`EscalateStep`, :class:`Action`) wait for the receiver's answer, so a
 script can branch on ``isTeamOnline`` and echo action results in later text.
 
 Text placeholders ``{name}`` (or ``{name|default}``) are filled when the message is sent, from
 the conversation's variables: ``metaData`` the visitor sent, action results (by ``key``), and
 per turn ``text`` and ``cardIndex``.  Unknown placeholders without a default stay as written.
-A failed :class:`Escalate` (non-2xx answer) or :class:`Action` (non-2xx, or a body that is not
+A failed :class:`EscalateStep` (non-2xx answer) or :class:`Action` (non-2xx, or a body that is not
 ``{"results": [...]}``) runs its ``failed`` replies and ends the turn.
 
 JSON format (``ScriptedBot.from_json(path)`` / ``from_dict(data)``); wire-style camelCase keys::
@@ -64,19 +64,19 @@ from ..errors import ConfigurationError
 
 __all__ = [
     "Action",
-    "Button",
     "Card",
     "Carousel",
-    "Escalate",
+    "EscalateStep",
     "Intent",
-    "Reply",
     "Rule",
     "ScriptedBot",
+    "ScriptedButton",
+    "Step",
     "TeamOnline",
     "Text",
     "TicketRule",
     "Turn",
-    "WidgetEscalate",
+    "WidgetEscalateStep",
     "demo_bot",
     "render",
 ]
@@ -108,13 +108,13 @@ def render(template: str, variables: Mapping[str, object]) -> str:
 # ----------------------------------------------------------------------------- reply models
 
 
-def _buttons(value: Iterable[Button | str]) -> tuple[Button, ...]:
-    if isinstance(value, str | Button):
+def _buttons(value: Iterable[ScriptedButton | str]) -> tuple[ScriptedButton, ...]:
+    if isinstance(value, str | ScriptedButton):
         value = [value]
-    return tuple(b if isinstance(b, Button) else Button(b) for b in value)
+    return tuple(b if isinstance(b, ScriptedButton) else ScriptedButton(b) for b in value)
 
 
-def _replies(value: RepliesInput) -> tuple[Reply, ...]:
+def _replies(value: RepliesInput) -> tuple[Step, ...]:
     """Accept one reply, a string, or any iterable of them."""
     if value is None:
         return ()
@@ -122,7 +122,7 @@ def _replies(value: RepliesInput) -> tuple[Reply, ...]:
         value = [value]
     if not isinstance(value, Iterable):
         raise TypeError(f"replies must be a string, a reply or a list of them, not {value!r}")
-    out: list[Reply] = []
+    out: list[Step] = []
     for item in value:
         if isinstance(item, str):
             out.append(Text(item))
@@ -133,13 +133,13 @@ def _replies(value: RepliesInput) -> tuple[Reply, ...]:
     return tuple(out)
 
 
-def _check_button_type(instance: Button, attribute: object, value: str) -> None:
+def _check_button_type(instance: ScriptedButton, attribute: object, value: str) -> None:
     if value not in ("button", "link"):
         raise ValueError(f"button type must be 'button' or 'link', got {value!r}")
 
 
 @attrs.frozen
-class Button:
+class ScriptedButton:
     """A quick reply. ``type="link"`` buttons are shown but never sent back as text."""
 
     text: str
@@ -155,7 +155,7 @@ class Text:
     """A ``sendMessage`` of type ``text``, optionally with buttons."""
 
     text: str
-    buttons: tuple[Button, ...] = attrs.field(default=(), converter=_buttons)
+    buttons: tuple[ScriptedButton, ...] = attrs.field(default=(), converter=_buttons)
     reply_id: str | None = None
     confidence: float | None = None
 
@@ -167,7 +167,7 @@ class Card:
     title: str
     description: str = ""
     image_url: str = ""
-    buttons: tuple[Button, ...] = attrs.field(default=(), converter=_buttons)
+    buttons: tuple[ScriptedButton, ...] = attrs.field(default=(), converter=_buttons)
 
 
 def _cards(value: Iterable[Card]) -> tuple[Card, ...]:
@@ -189,20 +189,20 @@ class TeamOnline:
     """Ask the receiver ``isTeamOnline`` and continue with ``online`` or ``offline``."""
 
     team_id: str | None = None
-    online: tuple[Reply, ...] = attrs.field(default=(), converter=_replies)
-    offline: tuple[Reply, ...] = attrs.field(default=(), converter=_replies)
+    online: tuple[Step, ...] = attrs.field(default=(), converter=_replies)
+    offline: tuple[Step, ...] = attrs.field(default=(), converter=_replies)
 
 
 @attrs.frozen
-class Escalate:
+class EscalateStep:
     """An ``escalate`` request (non-widget bots); ``failed`` runs when the answer is not 2xx."""
 
     escalate_to: str | None = None
-    failed: tuple[Reply, ...] = attrs.field(default=(), converter=_replies)
+    failed: tuple[Step, ...] = attrs.field(default=(), converter=_replies)
 
 
 @attrs.frozen
-class WidgetEscalate:
+class WidgetEscalateStep:
     """A ``widgetEscalate`` notification: the bot hands the widget chat to the customer's agents."""
 
     escalate_to: str | None = None
@@ -233,13 +233,13 @@ class Action:
     name: str
     params: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(default=(), converter=_params)
     save_as: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_save_as)
-    failed: tuple[Reply, ...] = attrs.field(default=(), converter=_replies)
+    failed: tuple[Step, ...] = attrs.field(default=(), converter=_replies)
 
 
-Reply: TypeAlias = Text | Carousel | TeamOnline | Escalate | WidgetEscalate | Action
+Step: TypeAlias = Text | Carousel | TeamOnline | EscalateStep | WidgetEscalateStep | Action
 #: What a ``replies`` argument accepts: one reply, a string (a text message), or a list of them.
-RepliesInput: TypeAlias = "Reply | str | Iterable[Reply | str] | None"
-_REPLY_TYPES = (Text, Carousel, TeamOnline, Escalate, WidgetEscalate, Action)
+RepliesInput: TypeAlias = "Step | str | Iterable[Step | str] | None"
+_REPLY_TYPES = (Text, Carousel, TeamOnline, EscalateStep, WidgetEscalateStep, Action)
 
 # ----------------------------------------------------------------------------- rules
 
@@ -303,7 +303,7 @@ class Rule:
     """
 
     match: tuple[str | re.Pattern[str], ...] = attrs.field(converter=_matchers)
-    replies: tuple[Reply, ...] = attrs.field(converter=_replies)
+    replies: tuple[Step, ...] = attrs.field(converter=_replies)
     card_index: int | None = None
     intent: str | None = None
     confidence: float = 0.9
@@ -339,7 +339,7 @@ class TicketRule:
 class Turn:
     """What the bot does for one visitor message."""
 
-    replies: tuple[Reply, ...]
+    replies: tuple[Step, ...]
     intent: Intent | None = None
     confidence: float = 0.3
 
@@ -469,23 +469,25 @@ def _list(value: object, where: str) -> list[Any]:
     return value
 
 
-def _load_button(value: object, where: str) -> Button:
+def _load_button(value: object, where: str) -> ScriptedButton:
     if isinstance(value, str):
-        return Button(value)
+        return ScriptedButton(value)
     obj = _obj(value, where, {"text", "type", "link"}, {"text"})
     kind = obj.get("type", "button")
     if kind not in ("button", "link"):
         raise _LoadError(f"{where}.type: must be 'button' or 'link', got {kind!r}")
-    return Button(_str(obj["text"], f"{where}.text"), kind, _opt_str(obj.get("link"), where))
+    return ScriptedButton(
+        _str(obj["text"], f"{where}.text"), kind, _opt_str(obj.get("link"), where)
+    )
 
 
-def _load_buttons(value: object, where: str) -> tuple[Button, ...]:
+def _load_buttons(value: object, where: str) -> tuple[ScriptedButton, ...]:
     if value is None:
         return ()
     return tuple(_load_button(b, f"{where}[{i}]") for i, b in enumerate(_list(value, where)))
 
 
-def _load_replies(value: object, where: str) -> tuple[Reply, ...]:
+def _load_replies(value: object, where: str) -> tuple[Step, ...]:
     if value is None:
         return ()
     if isinstance(value, str | dict):
@@ -493,7 +495,7 @@ def _load_replies(value: object, where: str) -> tuple[Reply, ...]:
     return tuple(_load_reply(r, f"{where}[{i}]") for i, r in enumerate(_list(value, where)))
 
 
-def _load_reply(value: object, where: str) -> Reply:
+def _load_reply(value: object, where: str) -> Step:
     if isinstance(value, str):
         return Text(value)
     if not isinstance(value, dict):
@@ -535,21 +537,21 @@ def _load_reply(value: object, where: str) -> Reply:
         )
     if kind == "escalate":
         if body is True or body is None:
-            return Escalate()
+            return EscalateStep()
         if isinstance(body, str):
-            return Escalate(body)
+            return EscalateStep(body)
         obj = _obj(body, here, {"escalateTo", "failed"})
-        return Escalate(
+        return EscalateStep(
             _opt_str(obj.get("escalateTo"), f"{here}.escalateTo"),
             _load_replies(obj.get("failed"), f"{here}.failed"),
         )
     if kind == "widgetEscalate":
         if body is True or body is None:
-            return WidgetEscalate()
+            return WidgetEscalateStep()
         if isinstance(body, str):
-            return WidgetEscalate(body)
+            return WidgetEscalateStep(body)
         obj = _obj(body, here, {"escalateTo"})
-        return WidgetEscalate(_opt_str(obj.get("escalateTo"), f"{here}.escalateTo"))
+        return WidgetEscalateStep(_opt_str(obj.get("escalateTo"), f"{here}.escalateTo"))
     obj = _obj(body, here, {"name", "params", "saveAs", "failed"}, {"name"})
     params = obj.get("params") or {}
     if not isinstance(params, dict) or not all(

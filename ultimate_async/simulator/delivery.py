@@ -2,8 +2,8 @@
 
 Ordering: the jobs of one conversation run one after another (a job POSTs, waits for the HTTP
 answer, retries if needed, then the next job starts); different conversations run concurrently.
-There is one worker task per conversation *with pending work*; it exits when its queue empties,
-so a million finished conversations leave nothing behind.
+The receiver's :class:`~ultimate_async.webhook.ordering.KeyedExecutor` does it (one worker task
+per conversation *with pending work*, so a million finished conversations leave nothing behind).
 
 Retries (the platform's behaviour is undocumented, so this is our choice): a *notification*
 (``sendMessage``, ``widget*``, ticket reply) is retried when the receiver is unreachable, times
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ import aiohttp
 import attrs
 
 from .._http import parse_retry_after
+from ..webhook.ordering import KeyedExecutor
 from .faults import FaultInjector
 
 __all__ = [
@@ -111,77 +111,51 @@ class Outcome:
 
 
 class ConversationQueues:
-    """FIFO job queues keyed by conversation, one worker task per non-empty queue."""
+    """The simulator's jobs in per-conversation order, on the receiver's own executor.
+
+    One ordering mechanism in the package: :class:`~ultimate_async.webhook.ordering.KeyedExecutor`
+    runs the jobs (FIFO per conversation, concurrent across conversations, no cap: the
+    simulator plays a platform, which does not throttle itself).  This adds the simulator's
+    shutdown rule (no job after :meth:`aclose`) and its log line for a job that raised.
+    """
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[Job]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._pending = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._executor: KeyedExecutor[tuple[str, Job]] = KeyedExecutor(_run_job, None)
         self._closed = False
 
     @property
     def pending(self) -> int:
         """Jobs submitted and not finished yet."""
-        return self._pending
+        return self._executor.pending
 
     @property
     def active(self) -> int:
-        """Conversations with a running worker."""
-        return len(self._workers)
+        """Conversations with queued or running jobs."""
+        return self._executor.active_keys
 
     def submit(self, key: str, job: Job) -> None:
         if self._closed:
             raise RuntimeError("the simulator is shutting down")
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque()
-            self._workers[key] = asyncio.create_task(self._work(key, queue))
-        queue.append(job)
-        self._pending += 1
-        self._idle.clear()
-
-    async def _work(self, key: str, queue: deque[Job]) -> None:
-        try:
-            while queue:
-                job = queue.popleft()
-                try:
-                    await job()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("simulator job failed for conversation %s", key)
-                finally:
-                    self._done()
-        finally:
-            if self._queues.get(key) is queue:
-                del self._queues[key]
-                del self._workers[key]
-
-    def _done(self) -> None:
-        self._pending -= 1
-        if self._pending <= 0:
-            self._pending = 0
-            self._idle.set()
+        self._executor.submit(key, (key, job))
 
     async def wait_idle(self) -> None:
         """Wait until every submitted job (including those submitted meanwhile) has finished."""
-        while not self._idle.is_set():
-            await self._idle.wait()
+        await self._executor.wait_idle()
 
     async def aclose(self) -> None:
-        """Cancel all workers and wait for them to finish."""
+        """Cancel all jobs and wait for them to finish."""
         self._closed = True
-        workers = list(self._workers.values())
-        for task in workers:
-            task.cancel()
-        if workers:
-            await asyncio.gather(*workers, return_exceptions=True)
-        self._queues.clear()
-        self._workers.clear()
-        self._pending = 0
-        self._idle.set()
+        await self._executor.cancel_all()
+
+
+async def _run_job(item: tuple[str, Job]) -> bool:
+    key, job = item
+    try:
+        await job()
+    except Exception:
+        log.exception("simulator job failed for conversation %s", key)
+        return False
+    return True
 
 
 class WebhookSender:

@@ -5,11 +5,20 @@ visible to the *next* request at once (e.g. ``escalationSuccess``), and submits 
 conversation's FIFO queue.  The jobs below run there: they turn bot replies into webhooks, wait
 for request answers (``isTeamOnline``, ``escalate``, actions) and branch on them.
 
-Semantics where the platform is undocumented: a failed :class:`Escalate` or :class:`Action`
+Semantics where the platform is undocumented: a failed :class:`EscalateStep` or :class:`Action`
 runs its ``failed`` replies and ends the turn (the remaining replies are skipped); a visitor
 message while a widget escalation waits for ``escalationSuccess`` reaches neither bot nor agent
 (it is only recorded); after a non-widget ``escalate`` the bot keeps answering (the customer's
 CRM owns the chat from then on).
+
+Turns: everything the simulator sends for one visitor event (or one agent-side event, or one
+``push``) is a *turn*, and the engine notes which webhook ends it *before* sending that webhook,
+so :meth:`Engine.ends_turn` can answer the moment the receiver hands the event on - no quiet
+period to wait out.  The last step of a turn ends it.  A request step (``escalate``, an action)
+that is the last step is noted as the end before its answer is known: should it fail, its
+``failed`` replies still follow (the last of them noted as an end too), but a caller that stopped
+at the request reads them next.  A turn begins when its cause is accepted (:meth:`begin_turn`).
+(The platform itself marks nothing: this is what the simulator knows because it runs the bot.)
 """
 
 from __future__ import annotations
@@ -18,30 +27,68 @@ import itertools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from .bot import (
     Action,
     Carousel,
-    Escalate,
-    Reply,
+    EscalateStep,
     ScriptedBot,
+    Step,
     TeamOnline,
     Text,
     TicketRule,
-    WidgetEscalate,
+    WidgetEscalateStep,
     derive_id,
     render,
 )
-from .delivery import WebhookSender
+from .delivery import Outcome, WebhookSender
+
+if TYPE_CHECKING:
+    from ..models.webhooks import Webhook
 
 __all__ = ["ChatSession", "Engine", "Mode", "TranscriptEntry"]
 
 Mode = Literal["bot", "escalating", "agent"]
 
 _MASK = "***"
+
+#: The model each chat webhook kind becomes in a receiver: how a turn's end is recognised there.
+_MODEL_OF = {
+    "sendMessage": "BotMessage",
+    "escalate": "Escalate",
+    "isTeamOnline": "TeamOnlineCheck",
+    "widgetEscalate": "WidgetEscalate",
+    "widgetMessage": "WidgetMessage",
+    "widgetEndSession": "WidgetEndSession",
+    "action": "ActionCall",
+}
+
+
+@attrs.define
+class _Turn:
+    """What one turn sent so far: webhooks by model (to number them) and the turn-ending keys.
+
+    A webhook's key is its ``messageId`` when it has one, else ``"<Model>#<n>"`` (the n-th of
+    that model in the turn): both are visible to a receiver that got the same webhooks.
+    """
+
+    counts: dict[str, int] = attrs.field(factory=dict)
+    ends: set[str] = attrs.field(factory=set)
+
+    def sent(self, kind: str, payload: Mapping[str, Any], last: bool) -> None:
+        model = _MODEL_OF[kind]
+        data = payload.get("data")
+        message_id = data.get("messageId") if isinstance(data, dict) else None
+        if isinstance(message_id, str) and message_id:
+            key = message_id
+        else:
+            n = self.counts[model] = self.counts.get(model, 0) + 1
+            key = f"{model}#{n}"
+        if last:
+            self.ends.add(key)
 
 
 @attrs.frozen
@@ -74,6 +121,8 @@ class ChatSession:
     sanitized: set[str] = attrs.field(factory=set)
     mode: Mode = "bot"
     agent: str | None = None
+    #: The turn being run (set by each job as it starts; jobs of a conversation run in order).
+    turn: _Turn | None = None
 
     def store(self, key: str, value: str, sanitize: bool = False) -> None:
         self.variables[key] = value
@@ -107,6 +156,7 @@ class Engine:
         self._transcripts = transcripts
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(5).hex()
+        self._turns: dict[str, _Turn] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -121,12 +171,66 @@ class Engine:
     def _chat_envelope(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"botId": self.bot_id, "channel": "chat", "data": data}
 
+    # ------------------------------------------------------------------ turns
+
+    def begin_turn(self, conversation_id: str) -> _Turn:
+        """A new turn, begun when its cause is *accepted* (before the API answers 200).
+
+        From then on :meth:`ends_turn` looks at this turn only, so events of an earlier turn
+        (still buffered by the caller, or still being delivered) never end the new one.  The
+        job that runs the turn is handed the object and notes its webhooks there.
+        """
+        turn = self._turns[conversation_id] = _Turn()
+        return turn
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop what the engine keeps about a conversation that ended."""
+        self._turns.pop(conversation_id, None)
+
+    async def _send(
+        self,
+        url: str | None,
+        payload: dict[str, Any],
+        *,
+        session: ChatSession,
+        kind: str,
+        last: bool,
+        request: bool = False,
+    ) -> Outcome:
+        """Send a chat webhook, noting first (so no receiver can be faster) if it ends the turn."""
+        if session.turn is not None:
+            session.turn.sent(kind, payload, last)
+        return await self.sender.send(
+            url, payload, conversation_id=session.conversation_id, kind=kind, request=request
+        )
+
+    def ends_turn(self, events: Sequence[Webhook]) -> bool:
+        """Whether the last of ``events`` (as a receiver parsed them) ended the bot's turn.
+
+        ``events`` are those collected since the turn began (so request webhooks, which carry
+        no id, can be told apart by their place among those of their kind).
+        """
+        if not events:
+            return False
+        last = events[-1]
+        conversation_id = getattr(last, "platform_conversation_id", None)
+        turn = self._turns.get(conversation_id) if isinstance(conversation_id, str) else None
+        if turn is None:
+            return False
+        model = type(last).__name__
+        message_id = getattr(last, "message_id", None)
+        if isinstance(message_id, str) and message_id:
+            return message_id in turn.ends
+        n = sum(1 for event in events if type(event).__name__ == model)
+        return f"{model}#{n}" in turn.ends
+
     # ------------------------------------------------------------------ jobs
 
     async def visitor_message(
-        self, session: ChatSession, text: str, card_index: int | None
+        self, session: ChatSession, text: str, card_index: int | None, turn: _Turn
     ) -> None:
         """Route a visitor message by the conversation's mode at the time it is processed."""
+        session.turn = turn
         self.note(
             session.conversation_id,
             TranscriptEntry(
@@ -136,7 +240,7 @@ class Engine:
             ),
         )
         if session.mode == "agent":
-            await self.sender.send(
+            await self._send(
                 self._urls()[0],
                 self._chat_envelope(
                     {
@@ -146,8 +250,9 @@ class Engine:
                         "text": text,
                     }
                 ),
-                conversation_id=session.conversation_id,
+                session=session,
                 kind="widgetMessage",
+                last=True,
             )
             return
         if session.mode == "escalating":
@@ -156,35 +261,41 @@ class Engine:
                 TranscriptEntry("system", "waiting", "(waiting for an agent; message not routed)"),
             )
             return
-        turn = self.bot.answer(text, card_index)
+        answer = self.bot.answer(text, card_index)
         turn_vars: dict[str, object] = {"text": text}
         if card_index is not None:
             turn_vars["cardIndex"] = card_index
-        await self.run(session, turn.replies, turn_vars, turn.confidence)
+        await self.run(session, answer.replies, turn_vars, answer.confidence)
 
-    async def welcome(self, session: ChatSession) -> None:
+    async def welcome(self, session: ChatSession, turn: _Turn) -> None:
+        session.turn = turn
         self.note(session.conversation_id, TranscriptEntry("visitor", "startSession"))
         await self.run(session, self.bot.welcome, {}, 1.0)
 
-    async def replies(self, session: ChatSession, replies: Sequence[Reply]) -> None:
-        """Proactive replies or the bot's answer to an agent-side widget event."""
+    async def replies(self, session: ChatSession, replies: Sequence[Step], turn: _Turn) -> None:
+        """Proactive replies or the bot's answer to an agent-side widget event (one turn)."""
+        session.turn = turn
         await self.run(session, replies, {}, 1.0)
 
-    async def end_session(self, session: ChatSession) -> None:
-        self.note(session.conversation_id, TranscriptEntry("visitor", "endSession"))
-        if session.mode in ("escalating", "agent"):
-            session.mode = "bot"
-            await self.sender.send(
-                self._urls()[0],
-                self._chat_envelope(
-                    {
-                        "eventType": "widgetEndSession",
-                        "platformConversationId": session.conversation_id,
-                    }
-                ),
-                conversation_id=session.conversation_id,
-                kind="widgetEndSession",
-            )
+    async def end_session(self, session: ChatSession, turn: _Turn) -> None:
+        session.turn = turn
+        cid = session.conversation_id
+        self.note(cid, TranscriptEntry("visitor", "endSession"))
+        try:
+            if session.mode in ("escalating", "agent"):
+                session.mode = "bot"
+                await self._send(
+                    self._urls()[0],
+                    self._chat_envelope(
+                        {"eventType": "widgetEndSession", "platformConversationId": cid}
+                    ),
+                    session=session,
+                    kind="widgetEndSession",
+                    last=True,
+                )
+        finally:
+            if self._turns.get(cid) is turn:  # not a turn begun since (a new startSession)
+                del self._turns[cid]
 
     async def ticket(self, conversation_id: str, text: str, variables: Mapping[str, str]) -> None:
         self.note(conversation_id, TranscriptEntry("visitor", "ticket", text))
@@ -209,13 +320,19 @@ class Engine:
     async def run(
         self,
         session: ChatSession,
-        replies: Sequence[Reply],
+        replies: Sequence[Step],
         turn_vars: Mapping[str, object],
         confidence: float,
+        *,
+        tail: bool = True,
     ) -> bool:
-        """Run ``replies`` in order; ``False`` when a failed step ended the turn."""
-        for step in replies:
-            if not await self._step(session, step, turn_vars, confidence):
+        """Run ``replies`` in order; ``False`` when a failed step ended the turn.
+
+        ``tail``: nothing follows these replies in the turn, so the last one can end it.
+        """
+        final = len(replies) - 1
+        for i, step in enumerate(replies):
+            if not await self._step(session, step, turn_vars, confidence, tail and i == final):
                 return False
         return True
 
@@ -225,25 +342,28 @@ class Engine:
     async def _step(
         self,
         session: ChatSession,
-        step: Reply,
+        step: Step,
         turn_vars: Mapping[str, object],
         confidence: float,
+        last: bool,
     ) -> bool:
+        """Run one step; ``last``: no later step of the turn follows it (when it succeeds)."""
         cid = session.conversation_id
         chat_url, action_url = self._urls()
         if isinstance(step, Text | Carousel):
-            await self._send_message(session, step, turn_vars, confidence)
+            await self._send_message(session, step, turn_vars, confidence, last)
             return True
         if isinstance(step, TeamOnline):
             data: dict[str, Any] = {"eventType": "isTeamOnline", "platformConversationId": cid}
             if step.team_id is not None:
                 data["teamId"] = step.team_id
-            outcome = await self.sender.send(
+            outcome = await self._send(
                 chat_url,
                 self._chat_envelope(data),
-                conversation_id=cid,
+                session=session,
                 kind="isTeamOnline",
                 request=True,
+                last=last and not step.online and not step.offline,
             )
             answer = outcome.json() if outcome.ok else None
             online = isinstance(answer, dict) and answer.get("isOnline") is True
@@ -254,17 +374,18 @@ class Engine:
                 ),
             )
             branch = step.online if online else step.offline
-            return await self.run(session, branch, turn_vars, confidence)
-        if isinstance(step, Escalate):
+            return await self.run(session, branch, turn_vars, confidence, tail=last)
+        if isinstance(step, EscalateStep):
             data = {"eventType": "escalate", "platformConversationId": cid}
             if step.escalate_to is not None:
                 data["escalateTo"] = step.escalate_to
-            outcome = await self.sender.send(
+            outcome = await self._send(
                 chat_url,
                 self._chat_envelope(data),
-                conversation_id=cid,
+                session=session,
                 kind="escalate",
                 request=True,
+                last=last,
             )
             if outcome.ok:
                 self.note(cid, TranscriptEntry("system", "escalate", "escalated"))
@@ -272,23 +393,42 @@ class Engine:
             self.note(
                 cid, TranscriptEntry("system", "escalate", f"escalation failed ({outcome.status})")
             )
-            await self.run(session, step.failed, turn_vars, confidence)
+            await self._failed(session, step.failed, turn_vars, confidence)
             return False
-        if isinstance(step, WidgetEscalate):
+        if isinstance(step, WidgetEscalateStep):
             # Set before sending: the receiver may answer escalationSuccess before we see the 200.
             session.mode = "escalating"
             data = {"eventType": "widgetEscalate", "platformConversationId": cid}
             if step.escalate_to is not None:
                 data["escalateTo"] = step.escalate_to
             self.note(cid, TranscriptEntry("system", "widgetEscalate", "handing over to an agent"))
-            outcome = await self.sender.send(
-                chat_url, self._chat_envelope(data), conversation_id=cid, kind="widgetEscalate"
+            outcome = await self._send(
+                chat_url,
+                self._chat_envelope(data),
+                session=session,
+                kind="widgetEscalate",
+                last=last,
             )
             if not outcome.ok and session.mode == "escalating":
                 session.mode = "bot"
                 return False
             return True
-        return await self._action(session, step, turn_vars, confidence, action_url)
+        return await self._action(session, step, turn_vars, confidence, action_url, last)
+
+    async def _failed(
+        self,
+        session: ChatSession,
+        replies: Sequence[Step],
+        turn_vars: Mapping[str, object],
+        confidence: float,
+    ) -> None:
+        """A failed request's replies, which end the turn.
+
+        The request was already noted as the end when it was the last step (it ends the turn
+        when it succeeds), and stays so: a receiver that stopped there always stopped there,
+        and gets these replies as what comes next.
+        """
+        await self.run(session, replies, turn_vars, confidence)
 
     async def _send_message(
         self,
@@ -296,6 +436,7 @@ class Engine:
         step: Text | Carousel,
         turn_vars: Mapping[str, object],
         confidence: float,
+        last: bool,
     ) -> None:
         values = self._values(session, turn_vars)
         cid = session.conversation_id
@@ -339,8 +480,12 @@ class Engine:
         data["replyId"] = reply_id
         data["messageId"] = self.new_id()
         data["confidence"] = step.confidence if step.confidence is not None else confidence
-        await self.sender.send(
-            self._urls()[0], self._chat_envelope(data), conversation_id=cid, kind="sendMessage"
+        await self._send(
+            self._urls()[0],
+            self._chat_envelope(data),
+            session=session,
+            kind="sendMessage",
+            last=last,
         )
 
     async def _action(
@@ -350,6 +495,7 @@ class Engine:
         turn_vars: Mapping[str, object],
         confidence: float,
         url: str | None,
+        last: bool,
     ) -> bool:
         values = self._values(session, turn_vars)
         save_as = dict(step.save_as)
@@ -367,8 +513,8 @@ class Engine:
             "data": params,
         }
         cid = session.conversation_id
-        outcome = await self.sender.send(
-            url, payload, conversation_id=cid, kind="action", request=True
+        outcome = await self._send(
+            url, payload, session=session, kind="action", request=True, last=last
         )
         results = _results(outcome.json()) if outcome.ok else None
         if outcome.ok and not outcome.body:
@@ -377,7 +523,7 @@ class Engine:
             self.note(
                 cid, TranscriptEntry("system", "action", f"{step.name} failed ({outcome.status})")
             )
-            await self.run(session, step.failed, turn_vars, confidence)
+            await self._failed(session, step.failed, turn_vars, confidence)
             return False
         shown = []
         for key, value, sanitize in results:

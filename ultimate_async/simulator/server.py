@@ -6,8 +6,10 @@ Endpoints (same paths as the real hosts, all on ``sim.base_url``):
   ``Authorization`` must equal ``api_key`` exactly (else **401**), the ``botid`` header must equal
   ``bot_id`` (else **404**); a body that is not a JSON object, lacks ``platformConversationId``,
   has an unknown ``eventType``, a ``message`` without ``text``, a ticket ``platform`` other than
-  ``PUBLIC_API`` or an agent ``message`` before ``escalationSuccess`` is a **400** with a short
-  text reason.  Accepted requests get an empty **200**; the bot's output follows as webhooks.
+  ``PUBLIC_API`` or an agent-side event the widget flow does not allow in the conversation's
+  mode (:data:`WIDGET_FLOW`; the state machine is drawn in the package docstring) is a **400**
+  with a short text reason.  Accepted requests get an empty **200**; the bot's output follows
+  as webhooks.
 * Legacy, synchronous: ``POST /api/v2/automation`` and ``/api/gdpr/delete-user-data`` need
   ``Authorization: Basic <legacy_token>`` (the base64 string itself is configurable; it is not
   decoded); ``/api/intents`` takes the raw ``access_token`` or the same Basic header.  The body's
@@ -26,9 +28,9 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import attrs
@@ -37,15 +39,16 @@ from aiohttp import web
 from .bot import (
     Action,
     Carousel,
-    Escalate,
-    Reply,
+    EscalateStep,
     ScriptedBot,
+    Step,
     TeamOnline,
     Text,
-    WidgetEscalate,
+    WidgetEscalateStep,
     demo_bot,
     render,
 )
+from .defaults import DEFAULT_BOT_ID
 from .delivery import (
     Authenticator,
     ConversationQueues,
@@ -56,16 +59,35 @@ from .delivery import (
 from .engine import ChatSession, Engine, Mode, TranscriptEntry
 from .faults import FaultInjector, Faults
 
-__all__ = ["RecordedRequest", "Simulator"]
+if TYPE_CHECKING:
+    from ..models.webhooks import Webhook
+
+__all__ = ["WIDGET_FLOW", "RecordedRequest", "Simulator"]
 
 log = logging.getLogger("ultimate_async.simulator")
 
 _REDACTED = "<redacted>"
 _SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _CHAT_EVENTS = frozenset({"startSession", "message", "endSession", "metadata"})
-_WIDGET_EVENTS = frozenset(
-    {"escalationQueueUpdate", "escalationSuccess", "message", "escalationFailed", "agentDisconnect"}
-)
+
+#: The widget escalation flow as one state machine: for each agent-side event, the modes of the
+#: conversation it is valid in and the mode it leads to (``None``: stays).  Any other mode -
+#: including a conversation that never escalated or has ended - is refused with 400, as the
+#: platform refuses an agent ``message`` before ``escalationSuccess``.  The bot's
+#: ``widgetEscalate`` step is what moves ``"bot"`` to ``"escalating"``; the visitor's
+#: ``endSession`` ends the conversation from any mode (``widgetEndSession`` when escalated).
+WIDGET_FLOW: Mapping[str, tuple[frozenset[Mode], Mode | None]] = {
+    "escalationQueueUpdate": (frozenset({"escalating"}), None),
+    "escalationSuccess": (frozenset({"escalating"}), "agent"),
+    "escalationFailed": (frozenset({"escalating"}), "bot"),
+    "message": (frozenset({"agent"}), None),
+    "agentDisconnect": (frozenset({"agent"}), "bot"),
+}
+_WIDGET_EVENTS = frozenset(WIDGET_FLOW)
+_ALLOWED = {
+    "escalating": "after widgetEscalate and before escalationSuccess",
+    "agent": "after escalationSuccess",
+}
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -132,7 +154,7 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str = "sim-key",
-        bot_id: str = "5f0c0ffee0ddba11c0ffee00",
+        bot_id: str = DEFAULT_BOT_ID,
         faults: Faults | None = None,
         legacy_token: str = "sim-basic",
         access_token: str = "sim-access",
@@ -291,6 +313,20 @@ class Simulator:
         session = self._sessions.get(conversation_id)
         return session.mode if session is not None else None
 
+    def turn_complete(self, events: Sequence[Webhook]) -> bool:
+        """Whether the last of ``events`` ended the bot's turn: ``Conversation(until=...)``.
+
+        ``Conversation(session, receiver, until=sim.turn_complete)`` (the pytest fixture's
+        default) ends each ``ask()`` the moment the turn's last webhook arrives instead of
+        waiting ``settle`` seconds of quiet.  The simulator notes which webhook ends a turn
+        before sending it (see ``engine.py``): the last step; a request (``escalate``, an
+        action) that is the last step, should it succeed - if it fails, its ``failed`` replies
+        come after the turn, for the next read.  A turn that sends nothing (a visitor message
+        while an escalation waits) never completes: ``ask()`` raises ``ReplyTimeout``.
+        """
+        engine = self._engine
+        return engine is not None and engine.ends_turn(events)
+
     @property
     def conversations(self) -> list[str]:
         """Ids of the live chat sessions."""
@@ -298,7 +334,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ proactive output
 
-    async def push(self, conversation_id: str, *replies: Reply | str) -> None:
+    async def push(self, conversation_id: str, *replies: Step | str) -> None:
         """Send bot replies without a visitor message (proactive messages, any step kind).
 
         Runs in the conversation's order and returns once they were delivered.
@@ -307,10 +343,11 @@ class Simulator:
         session = self._session(conversation_id)
         steps = tuple(Text(r) if isinstance(r, str) else r for r in replies)
         done = asyncio.get_running_loop().create_future()
+        turn = engine.begin_turn(conversation_id)
 
         async def job() -> None:
             try:
-                await engine.replies(session, steps)
+                await engine.replies(session, steps, turn)
             finally:
                 if not done.done():
                     done.set_result(None)
@@ -489,16 +526,19 @@ class Simulator:
         if event == "endSession":
             ended = self._sessions.pop(cid, None)
             if ended is not None:
-                queues.submit(cid, lambda: engine.end_session(ended))
+                turn = engine.begin_turn(cid)
+                queues.submit(cid, lambda: engine.end_session(ended, turn))
             return web.Response()
         session = self._session(cid, fresh=event == "startSession")
         for key, value, sanitize in meta:
             session.store(key, value, sanitize)
         if event == "startSession":
-            queues.submit(cid, lambda: engine.welcome(session))
+            turn = engine.begin_turn(cid)
+            queues.submit(cid, lambda: engine.welcome(session, turn))
         elif event == "message":
             assert isinstance(text, str)
-            queues.submit(cid, lambda: engine.visitor_message(session, text, card_index))
+            turn = engine.begin_turn(cid)
+            queues.submit(cid, lambda: engine.visitor_message(session, text, card_index, turn))
         return web.Response()
 
     async def _ticket(self, request: web.Request, ctx: _Ctx) -> web.Response:
@@ -532,13 +572,17 @@ class Simulator:
                 raise _Invalid(f"{key} must be a string")
         session = self._sessions.get(cid)
         text = body.get("text")
-        if event == "message":
-            if not isinstance(text, str) or not text:
-                raise _Invalid("message events need a non-empty text")
-            if session is None or session.mode != "agent":
-                raise _Invalid("message is only allowed after escalationSuccess")
+        if event == "message" and (not isinstance(text, str) or not text):
+            raise _Invalid("message events need a non-empty text")
+        valid_in, next_mode = WIDGET_FLOW[event]
+        if session is None or session.mode not in valid_in:
+            allowed = " or ".join(_ALLOWED[mode] for mode in sorted(valid_in))
+            now = "not a live chat" if session is None else f"in mode {session.mode!r}"
+            raise _Invalid(f"{event} is only allowed {allowed}; {cid!r} is {now}")
 
         queues, engine = self._require_running()
+        if next_mode is not None:
+            session.mode = next_mode
         if event == "message":
             engine.note(cid, TranscriptEntry("agent", "message", str(text)))
         elif event == "escalationQueueUpdate":
@@ -549,15 +593,11 @@ class Simulator:
             )
             engine.note(cid, TranscriptEntry("system", event, f"queue update {detail}".strip()))
         elif event == "escalationSuccess":
-            session = self._session(cid)
-            session.mode = "agent"
             session.agent = body.get("agent") or None
             engine.note(
                 cid, TranscriptEntry("system", event, f"{session.agent or 'an agent'} joined")
             )
-        elif session is not None:  # escalationFailed / agentDisconnect: back to the bot
-            was = session.mode
-            session.mode = "bot"
+        else:  # escalationFailed / agentDisconnect: back to the bot, which says so
             session.agent = None
             if event == "escalationFailed":
                 engine.note(cid, TranscriptEntry("system", event, "escalation failed"))
@@ -565,8 +605,10 @@ class Simulator:
             else:
                 engine.note(cid, TranscriptEntry("system", event, "the agent left"))
                 replies = self.bot.agent_disconnected
-            if replies and was != "bot":
-                queues.submit(cid, lambda: engine.replies(session, replies))
+            if replies:
+                back = session
+                turn = engine.begin_turn(cid)
+                queues.submit(cid, lambda: engine.replies(back, replies, turn))
         return web.Response()
 
     # ------------------------------------------------------------------ legacy endpoints
@@ -649,6 +691,8 @@ class Simulator:
         for cid in ids:
             self._sessions.pop(cid, None)
             self._transcripts.pop(cid, None)
+            if self._engine is not None:
+                self._engine.forget(cid)
         return web.Response()
 
 
@@ -689,7 +733,7 @@ def _metadata(body: Mapping[str, Any], key: str) -> list[tuple[str, str, bool]]:
 
 
 def _flatten(
-    replies: Iterable[Reply], variables: Mapping[str, object], out: list[dict[str, Any]]
+    replies: Iterable[Step], variables: Mapping[str, object], out: list[dict[str, Any]]
 ) -> None:
     """Bot replies as legacy ``messages`` (the synchronous API has no webhook round trip)."""
     for step in replies:
@@ -717,7 +761,7 @@ def _flatten(
                 )
         elif isinstance(step, TeamOnline):
             _flatten(step.online, variables, out)
-        elif isinstance(step, Escalate | WidgetEscalate):
+        elif isinstance(step, EscalateStep | WidgetEscalateStep):
             if out:
                 out[-1]["forwardToHuman"] = True
             else:
