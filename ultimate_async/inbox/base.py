@@ -70,6 +70,18 @@ class Inbox(Protocol):
     were put (entries recovered at :meth:`start` first).  The dispatcher keeps that order while
     it runs and retries them; the inbox does not hold an entry back while an earlier one of the
     same conversation is still running.
+
+    Optional class attribute ``shared = True``: entries this process puts may be handed out to
+    another process (``RedisInbox``).  Without it the receiver assumes every entry it puts comes
+    back from its own :meth:`get`, and ``drain()`` waits for that.
+
+    Optional method ``put_and_take(*, conversation_id, kind, raw, dedup_key)`` (an in-process
+    hand-off, ``MemoryInbox``): like :meth:`put`, but it may return the stored
+    :class:`InboxEntry` itself, which is then handed out to the caller at once, as if
+    :meth:`get` had returned it (the caller settles it with :meth:`done` / :meth:`failed`;
+    :meth:`get` will not return it unless the inbox is restarted before that).  It returns the
+    delivery id instead when the entry was queued for :meth:`get` (e.g. behind recovered
+    entries it must not overtake), and ``None`` for a duplicate, as :meth:`put` does.
     """
 
     async def start(self) -> None:
