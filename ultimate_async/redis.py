@@ -1,8 +1,14 @@
-"""Several receiver replicas sharing one Redis: de-duplication and event routing.
+"""Several receiver replicas sharing one Redis: the durable inbox, de-duplication, routing.
 
-Install the extra (``pip install 'ultimate_async[redis]'``) and pass both to the receiver::
+Install the extra (``pip install 'ultimate_async[redis]'``) and pass them to the receiver::
 
+    receiver = WebhookReceiver(verifier, inbox=RedisInbox(url), bus=RedisEventBus(url))
     receiver = WebhookReceiver(verifier, dedup=RedisDeduplicator(url), bus=RedisEventBus(url))
+
+:class:`RedisInbox` (Redis Streams, partitions under leases; its keys live under
+``{prefix}:durable:``) stores every notification before the ``200`` and de-duplicates it in the
+same step, so it replaces ``RedisDeduplicator``; see its docstring.  The rest of this note is
+about the de-duplicator and the bus.
 
 Key layout (``prefix`` is ``key_prefix``, ``"ultimate_async"`` by default, so two bots can share
 one Redis by choosing different prefixes):
@@ -41,15 +47,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
+import time
 import uuid
-from collections.abc import Mapping
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
+
+import attrs
 
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "ultimate_async.redis needs redis-py: pip install 'ultimate_async[redis]'"
@@ -58,8 +70,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from ._json import dumps, loads
 from .bus import Deliver
 from .errors import BackendUnavailableError
+from .inbox.base import DeadLetter, InboxEntry, InboxStats
 
-__all__ = ["RedisDeduplicator", "RedisEventBus"]
+__all__ = ["RedisDeduplicator", "RedisEventBus", "RedisInbox", "stable_partition"]
 
 logger = logging.getLogger("ultimate_async.redis")
 
@@ -612,3 +625,818 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
             raise  # we are being cancelled ourselves, not just the task we stopped
     except Exception:  # pragma: no cover - the loops catch their own errors
         logger.exception("Redis event bus: background task failed")
+
+
+# -- durable inbox ---------------------------------------------------------------------------
+
+#: Store a batch of entries, each de-duplicated atomically with its XADD.  Per entry i (from 0):
+#: KEYS[2i+1] its stream, KEYS[2i+2] its "seen" key (the stream key again when it has none);
+#: ARGV[1] the de-dup TTL (ms), ARGV[2i+2] the entry, ARGV[2i+3] "1" when it has a key.
+#: The XADD comes before the SET, so a key is never seen without its entry stored.  Returns,
+#: per entry, the stream id, or "" for a duplicate.
+_INBOX_PUT = """
+local out = {}
+for i = 0, (#KEYS / 2) - 1 do
+  local stream, seen = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local keyed = ARGV[2 * i + 3] == '1'
+  if keyed and redis.call('EXISTS', seen) == 1 then
+    out[i + 1] = ''
+  else
+    out[i + 1] = redis.call('XADD', stream, '*', 'e', ARGV[2 * i + 2])
+    if keyed then redis.call('SET', seen, '1', 'PX', ARGV[1]) end
+  end
+end
+return out
+"""
+
+#: Finish a batch of entries: acknowledge and delete each, forget its attempts, keep its key
+#: seen for the de-dup TTL from now.  KEYS[1] the attempts hash; per entry i: KEYS[2i+2] its
+#: stream, KEYS[2i+3] its seen key (or the stream again); ARGV[1] group, ARGV[2] TTL (ms), per
+#: entry ARGV[3i+3] stream id, ARGV[3i+4] delivery id, ARGV[3i+5] "1" when it has a key.
+_INBOX_DONE = """
+for i = 0, ((#KEYS - 1) / 2) - 1 do
+  local stream, seen = KEYS[2 * i + 2], KEYS[2 * i + 3]
+  local sid = ARGV[3 * i + 3]
+  redis.call('XACK', stream, ARGV[1], sid)
+  redis.call('XDEL', stream, sid)
+  redis.call('HDEL', KEYS[1], ARGV[3 * i + 4])
+  if ARGV[3 * i + 5] == '1' then redis.call('SET', seen, '1', 'PX', ARGV[2]) end
+end
+return #KEYS
+"""
+
+#: Turn an entry into a dead letter.  KEYS: stream, attempts hash, dead hash, dead order zset;
+#: ARGV: group, stream id, delivery id, the dead letter (JSON).
+_INBOX_DEAD = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[4], tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[3])
+return 1
+"""
+
+#: Put a dead letter back at the end of its partition.  KEYS: dead hash, dead order, stream;
+#: ARGV: delivery id, entry (JSON).  Returns false when there is no such dead letter.
+_INBOX_REPLAY = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('XADD', KEYS[3], '*', 'e', ARGV[2], 'i', ARGV[1])
+"""
+
+#: Drop a dead letter.  KEYS: dead hash, dead order; ARGV: delivery id.  Returns 0 if none.
+_INBOX_PURGE = """
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+"""
+
+#: One lease round for replica ARGV[1] (lease TTL ARGV[2] ms, first partition to try ARGV[3]).
+#: KEYS[1] is the set of live replicas (scored by when their heartbeat lapses), KEYS[2..] the
+#: partitions' lease keys.  Heartbeat, renew the leases that are still ours, then take free
+#: partitions until we hold our share (the partitions divided by the live replicas, rounded
+#: up).  Returns {share, held partition numbers...}.
+_INBOX_LEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me, ttl = ARGV[1], tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, me)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ttl * 3)
+local n = #KEYS - 1
+local share = math.ceil(n / redis.call('ZCARD', KEYS[1]))
+local out = {share}
+for p = 0, n - 1 do
+  if redis.call('GET', KEYS[p + 2]) == me then
+    redis.call('PEXPIRE', KEYS[p + 2], ttl)
+    out[#out + 1] = p
+  end
+end
+local first = tonumber(ARGV[3])
+for j = 0, n - 1 do
+  if #out - 1 >= share then break end
+  local p = (first + j) % n
+  if redis.call('SET', KEYS[p + 2], me, 'NX', 'PX', ttl) then out[#out + 1] = p end
+end
+return out
+"""
+
+#: Give up leases that are still ours.  KEYS[1] the live replicas (ARGV[2] = "1": leave it
+#: too), KEYS[2..] lease keys; ARGV[1] our id.
+_INBOX_RELEASE = """
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+_GROUP = "ultimate_async"
+_PREFETCH = 256  # entries read ahead of get(), and per XREADGROUP/XAUTOCLAIM call
+_BATCH_MAX = 256  # puts or dones per script call
+
+
+class _GroupCommit:
+    """Runs concurrent calls as one batch: while one batch is in Redis, the next one gathers.
+
+    A lone call goes out at once (no added latency); under load, N concurrent puts cost one
+    round trip and one script call instead of N.  A failed batch fails every call in it.
+    """
+
+    def __init__(self, flush: Any) -> None:
+        self._flush = flush
+        self._waiting: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:_BATCH_MAX], self._waiting[_BATCH_MAX:]
+                try:
+                    results = await self._flush([item for item, _ in batch])
+                except asyncio.CancelledError:
+                    for _, future in [*batch, *self._waiting]:
+                        future.cancel()
+                    raise
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._task = None
+
+
+@attrs.frozen
+class _Read:
+    """An entry read from a partition's stream, tagged with the lease period it was read in."""
+
+    partition: int
+    epoch: int
+    stream_id: str
+    entry: InboxEntry
+
+
+def stable_partition(conversation_id: str, partitions: int) -> int:
+    """The partition of a conversation: the same in every process and Python version."""
+    return zlib.crc32(conversation_id.encode()) % partitions
+
+
+class RedisInbox:
+    """The :class:`~ultimate_async.inbox.Inbox` for several replicas sharing one Redis.
+
+    Conversations hash to ``partitions`` (crc32); each partition is one Redis stream
+    (``{prefix}:durable:stream:{n}``) with one consumer group, consumed by exactly one live
+    replica at a time: the holder of its lease ``{prefix}:durable:lease:{n}``, a key with an
+    expiry (``lease_ttl``) that the holder renews every fifth of it.  So a conversation's order
+    holds across replicas.  Each replica aims at an equal share of the partitions (live
+    replicas heartbeat in ``{prefix}:durable:replicas``): a replica holding more than its share
+    stops reading the extra partitions and releases each once its running entries finished; a
+    replica holding less takes free ones.  A replica that dies stops renewing: its partitions
+    are free after at most ``lease_ttl`` and taken over at the next lease round of a live
+    replica, which first claims the dead consumer's unfinished entries from the group's pending
+    list (``XAUTOCLAIM``) and hands them out, in order, before anything new.
+
+    ``put`` is one Lua script per batch of concurrent puts: the de-dup check, ``XADD`` and the
+    ``{prefix}:durable:seen:{key}`` marker happen atomically, and ``put`` returns once Redis
+    answered.  A key stays seen ``dedup_ttl`` from its put, and again from its ``done``.
+    ``done`` acknowledges and deletes the entry (also batched); ``failed`` records the attempt
+    in ``{prefix}:durable:attempts``; a dead letter moves to ``{prefix}:durable:dead``
+    (ordered by ``{prefix}:durable:dead:order``) until ``replay`` (a new ``XADD`` at the end of
+    its partition, same ``delivery_id``) or ``purge``.  ``stats``,
+    ``dead_letters``, ``replay`` and ``purge`` work without :meth:`start` (the CLI uses them).
+
+    At-least-once, with duplicates only around a failure: an entry handed out by a replica that
+    then lost its lease (it died, or could not reach Redis for ``lease_ttl``) is handed out
+    again by the new holder.  When Redis cannot be reached, ``put`` raises
+    :class:`~ultimate_async.errors.BackendUnavailableError` (one warning per outage); the lease
+    and read loops retry by themselves.  Redis must keep its data across a restart (AOF or
+    RDB persistence, a replica promoted by Sentinel) for the entries to survive one.  Use the
+    same ``partitions`` on every replica.
+    """
+
+    #: Entries put here may be handed out to another replica (see ``Inbox``).
+    shared = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: aioredis.Redis | None = None,
+        key_prefix: str = DEFAULT_PREFIX,
+        partitions: int = 16,
+        lease_ttl: float = 10.0,
+        dedup_ttl: float = 86400.0,
+        replica_id: str | None = None,
+        max_backoff: float = 2.0,
+        **redis_kwargs: Any,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        if lease_ttl <= 0 or dedup_ttl <= 0 or max_backoff <= 0:
+            raise ValueError("lease_ttl, dedup_ttl and max_backoff must be positive")
+        self.key_prefix = key_prefix
+        self.partitions = partitions
+        self.lease_ttl = lease_ttl
+        self.dedup_ttl = dedup_ttl
+        self.replica_id = replica_id or uuid.uuid4().hex
+        self.max_backoff = max_backoff
+        self._client, self._owns_client = _resolve_client(url, client, redis_kwargs)
+        where, password = _describe(self._client)
+        self._outage = _Outage(f"Redis inbox (replica {self.replica_id})", where, password)
+        self._put_script = self._client.register_script(_INBOX_PUT)
+        self._done_script = self._client.register_script(_INBOX_DONE)
+        self._dead_script = self._client.register_script(_INBOX_DEAD)
+        self._replay_script = self._client.register_script(_INBOX_REPLAY)
+        self._purge_script = self._client.register_script(_INBOX_PURGE)
+        self._lease_script = self._client.register_script(_INBOX_LEASE)
+        self._release_script = self._client.register_script(_INBOX_RELEASE)
+        self._puts = _GroupCommit(self._put_batch)
+        self._dones = _GroupCommit(self._done_batch)
+        self._streams = [self.stream_key(p) for p in range(partitions)]
+        self._lease_keys = [self.lease_key(p) for p in range(partitions)]
+        self._first_partition = zlib.crc32(self.replica_id.encode()) % partitions
+        self._reset_consumer_state()
+        self._running = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _reset_consumer_state(self) -> None:
+        # partition -> lease period number; present while we hold the partition's lease.
+        self._epochs: dict[int, int] = {}
+        self._epoch = 0
+        # held, no longer read: partition -> the reader operation that may still read it;
+        # released once that operation returned and no entry of it is running.
+        self._draining: dict[int, int] = {}
+        self._ops_started = 0  # reader operations (XAUTOCLAIM/XREADGROUP rounds), in order
+        self._ops_finished = 0
+        self._unrecovered: list[int] = []  # held, pending list not yet claimed
+        self._reading: set[int] = set()  # held and recovered: read with XREADGROUP
+        self._inflight: dict[str, tuple[int, str]] = {}  # delivery id -> (partition, stream id)
+        self._busy: dict[int, int] = {}  # partition -> entries handed out and not finished
+        self._queue: asyncio.Queue[_Read] = asyncio.Queue(_PREFETCH)
+        self._leases_changed = asyncio.Event()
+        self._lease_round_now = asyncio.Event()
+        self._renewed_at = -math.inf
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisInbox(where={self._outage.where!r}, replica_id={self.replica_id!r}, "
+            f"key_prefix={self.key_prefix!r}, partitions={self.partitions}, "
+            f"held={len(self._epochs)})"
+        )
+
+    # -- keys --------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The redis-py client in use (for health checks and tests)."""
+        return self._client
+
+    @property
+    def held(self) -> frozenset[int]:
+        """The partitions whose lease this replica holds (as of its last lease round)."""
+        return frozenset(self._epochs)
+
+    def _key(self, name: str) -> str:
+        return f"{self.key_prefix}:durable:{name}"
+
+    def stream_key(self, partition: int) -> str:
+        return self._key(f"stream:{partition}")
+
+    def lease_key(self, partition: int) -> str:
+        return self._key(f"lease:{partition}")
+
+    def seen_key(self, dedup_key: str) -> str:
+        return self._key(f"seen:{dedup_key}")
+
+    def partition_of(self, conversation_id: str | None) -> int:
+        """Events without a conversation have no order to keep: they are spread at random."""
+        if conversation_id is None:
+            return random.randrange(self.partitions)
+        return stable_partition(conversation_id, self.partitions)
+
+    # -- storing -----------------------------------------------------------------------------
+
+    async def put(
+        self,
+        *,
+        conversation_id: str | None,
+        kind: str,
+        raw: Mapping[str, Any],
+        dedup_key: str | None,
+    ) -> str | None:
+        """Store the notification (de-duplicated atomically); returns its ``delivery_id``."""
+        partition = self.partition_of(conversation_id)
+        body = dumps({"c": conversation_id, "k": kind, "r": raw, "t": time.time(), "d": dedup_key})
+        stream_id = await self._puts.submit((partition, body, dedup_key))
+        return f"{partition}-{stream_id}" if stream_id else None
+
+    async def _put_batch(self, items: list[tuple[int, bytes, str | None]]) -> list[str]:
+        keys: list[str] = []
+        args: list[Any] = [_px(self.dedup_ttl)]
+        for partition, body, dedup_key in items:
+            stream = self._streams[partition]
+            keys += [stream, stream if dedup_key is None else self.seen_key(dedup_key)]
+            args += [body, "0" if dedup_key is None else "1"]
+        try:
+            ids = await self._put_script(keys=keys, args=args)
+        except _BACKEND_ERRORS as exc:
+            raise self._outage.failed(exc) from exc
+        self._recovered()
+        return [_text(i) for i in ids]
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    def _locate(self, entry: InboxEntry) -> tuple[int, str]:
+        """Where a handed-out entry lives.
+
+        Known for every entry this object handed out; otherwise the id says it (``{partition}-
+        {stream id}``), except for a replayed entry (its id is kept, its stream id is new): then
+        the acknowledgement misses and the entry is handed out again at the next recovery.
+        """
+        found = self._inflight.pop(entry.delivery_id, None)
+        if found is not None:
+            partition = found[0]
+            self._busy[partition] -= 1
+            if not self._busy[partition]:
+                del self._busy[partition]
+                if partition in self._draining:
+                    self._lease_round_now.set()
+            return found
+        number, _, stream_id = entry.delivery_id.partition("-")
+        return int(number), stream_id
+
+    async def done(self, entry: InboxEntry) -> None:
+        """Acknowledge and delete the entry; its de-dup key stays seen for ``dedup_ttl``."""
+        partition, stream_id = self._locate(entry)
+        await self._dones.submit((partition, stream_id, entry.delivery_id, entry.dedup_key))
+
+    async def _done_batch(self, items: list[tuple[int, str, str, str | None]]) -> list[None]:
+        keys: list[str] = [self._key("attempts")]
+        args: list[Any] = [_GROUP, _px(self.dedup_ttl)]
+        for partition, stream_id, delivery_id, dedup_key in items:
+            stream = self._streams[partition]
+            keys += [stream, stream if dedup_key is None else self.seen_key(dedup_key)]
+            args += [stream_id, delivery_id, "0" if dedup_key is None else "1"]
+        try:
+            await self._done_script(keys=keys, args=args)
+        except _BACKEND_ERRORS as exc:
+            raise self._outage.failed(exc) from exc
+        self._recovered()
+        return [None] * len(items)
+
+    async def failed(self, entry: InboxEntry, error: str, *, dead: bool) -> None:
+        """Record the attempt; with ``dead=True`` move the entry to the dead letters."""
+        try:
+            if not dead:
+                await self._client.hset(self._key("attempts"), entry.delivery_id, entry.attempt)
+            else:
+                partition, stream_id = self._locate(entry)
+                letter = {
+                    "c": entry.conversation_id,
+                    "k": entry.kind,
+                    "r": entry.raw,
+                    "t": entry.stored_at,
+                    "d": entry.dedup_key,
+                    "n": entry.attempt,
+                    "x": error,
+                }
+                await self._dead_script(
+                    keys=[
+                        self._streams[partition],
+                        self._key("attempts"),
+                        self._key("dead"),
+                        self._key("dead:order"),
+                    ],
+                    args=[_GROUP, stream_id, entry.delivery_id, dumps(letter)],
+                )
+        except _BACKEND_ERRORS as exc:
+            raise self._outage.failed(exc) from exc
+        self._recovered()
+
+    # -- inspection and repair ---------------------------------------------------------------
+
+    async def stats(self) -> InboxStats:
+        """Pending: entries in the streams (stored, not done, not dead); dead: dead letters."""
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream in self._streams:
+                    pipe.xlen(stream)
+                pipe.hlen(self._key("dead"))
+                counts = await pipe.execute()
+        except _BACKEND_ERRORS as exc:
+            raise self._outage.failed(exc) from exc
+        self._recovered()
+        return InboxStats(pending=sum(counts[:-1]), dead=counts[-1])
+
+    async def dead_letters(self) -> AsyncIterator[DeadLetter]:
+        """Every dead letter, in the order the entries died."""
+        start = 0
+        while True:
+            try:
+                ids: list[Any] = await self._client.zrange(
+                    self._key("dead:order"), start, start + 199
+                )
+                letters = await self._client.hmget(self._key("dead"), ids) if ids else []
+            except _BACKEND_ERRORS as exc:
+                raise self._outage.failed(exc) from exc
+            for delivery_id, letter in zip(ids, letters, strict=True):
+                if letter is not None:  # purged between the two reads
+                    yield _dead_letter(_text(delivery_id), loads(letter))
+            if len(ids) < 200:
+                return
+            start += len(ids)
+
+    async def replay(self, delivery_id: str) -> None:
+        """Put a dead letter back at the end of its conversation's partition (attempt 1)."""
+        try:
+            letter = await self._client.hget(self._key("dead"), delivery_id)
+            if letter is None:
+                raise LookupError(f"no dead letter {delivery_id!r}")
+            data = loads(letter)
+            body = dumps({key: data.get(key) for key in ("c", "k", "r", "t", "d")})
+            moved = await self._replay_script(
+                keys=[
+                    self._key("dead"),
+                    self._key("dead:order"),
+                    self._streams[self.partition_of(data.get("c"))],
+                ],
+                args=[delivery_id, body],
+            )
+        except _BACKEND_ERRORS as exc:
+            raise self._outage.failed(exc) from exc
+        self._recovered()
+        if not moved:
+            raise LookupError(f"no dead letter {delivery_id!r}")
+
+    async def purge(self, delivery_id: str) -> None:
+        """Drop one dead letter for good."""
+        try:
+            removed = await self._purge_script(
+                keys=[self._key("dead"), self._key("dead:order")], args=[delivery_id]
+            )
+        except _BACKEND_ERRORS as exc:
+            raise self._outage.failed(exc) from exc
+        self._recovered()
+        if not removed:
+            raise LookupError(f"no dead letter {delivery_id!r}")
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the replicas: take a share of the partitions and begin reading them.
+
+        Returns after the first lease round (or its failure, logged: the rounds go on in the
+        background), so entries left unfinished in the partitions taken are the first ones
+        :meth:`get` returns.
+        """
+        if self._running:
+            return
+        self._running = True
+        self._reset_consumer_state()
+        await self._lease_round()
+        self._tasks = [
+            asyncio.create_task(self._lease_loop(), name=f"RedisInbox leases {self.replica_id}"),
+            asyncio.create_task(self._read_loop(), name=f"RedisInbox reader {self.replica_id}"),
+        ]
+
+    async def get(self) -> InboxEntry:
+        """The next entry of a partition this replica holds, in the partition's order."""
+        while True:
+            read = await self._queue.get()
+            if self._epochs.get(read.partition) != read.epoch or read.partition in self._draining:
+                continue  # read under a lease since lost or given up: the next holder has it
+            if read.entry.delivery_id in self._inflight:
+                continue  # handed out already (the lease was lost and taken back meanwhile)
+            self._inflight[read.entry.delivery_id] = (read.partition, read.stream_id)
+            self._busy[read.partition] = self._busy.get(read.partition, 0) + 1
+            return read.entry
+
+    async def aclose(self) -> None:
+        """Stop reading and give up this replica's leases, so others take over at once.
+
+        Entries not done stay in their streams' pending lists for the next holder.  A borrowed
+        client is left open; an owned one is closed (and reopened by a later :meth:`start`).
+        """
+        if not self._running:
+            if self._owns_client:
+                await self._client.aclose()  # used without start(): stats, replay, purge
+            return
+        self._running = False
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await _stop(task)
+        held = list(self._epochs)
+        self._epochs.clear()
+        self._leases_changed.set()
+        with contextlib.suppress(*_BACKEND_ERRORS):
+            await self._release_script(
+                keys=[self._key("replicas"), *(self._lease_keys[p] for p in held)],
+                args=[self.replica_id, "1"],
+            )
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- leases ------------------------------------------------------------------------------
+
+    @property
+    def _round_interval(self) -> float:
+        return self.lease_ttl / 5
+
+    async def _lease_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._round_interval):
+                    await self._lease_round_now.wait()
+            self._lease_round_now.clear()
+            await self._lease_round()
+            _reraise_cancellation()
+
+    async def _lease_round(self) -> None:
+        """Renew, take our share, give up what is over it; forget all after a long outage."""
+        started = time.monotonic()
+        try:
+            await self._release_idle_drained()
+            reply = await self._lease_script(
+                keys=[self._key("replicas"), *self._lease_keys],
+                args=[self.replica_id, _px(self.lease_ttl), self._first_partition],
+            )
+        except _BACKEND_ERRORS as exc:
+            self._outage.failed(exc)
+            if self._epochs and time.monotonic() - self._renewed_at >= self.lease_ttl:
+                self._update_leases(set())  # they have expired: another replica may hold them
+            return
+        self._recovered()
+        self._renewed_at = started
+        share, held = int(reply[0]), {int(p) for p in reply[1:]}
+        self._update_leases(held)
+        over = len(held) - len(self._draining) - share
+        if over > 0:  # give up the least busy extra partitions, once their work is finished
+            keep = held - self._draining.keys()
+            candidates = sorted(keep, key=lambda p: (self._busy.get(p, 0), -p))
+            for partition in candidates[:over]:
+                self._draining[partition] = self._ops_started
+                self._reading.discard(partition)
+            self._lease_round_now.set()
+        with contextlib.suppress(*_BACKEND_ERRORS):
+            await self._adopt_orphans()
+
+    def _update_leases(self, held: set[int]) -> None:
+        changed = False
+        for partition in list(self._epochs):
+            if partition not in held:  # lost (expired): stop handing its entries out
+                del self._epochs[partition]
+                self._draining.pop(partition, None)
+                self._reading.discard(partition)
+                changed = True
+        for partition in sorted(held - self._epochs.keys()):
+            self._epoch += 1
+            self._epochs[partition] = self._epoch
+            if partition not in self._unrecovered:
+                self._unrecovered.append(partition)
+            changed = True
+        if changed:
+            self._leases_changed.set()
+
+    def _releasable(self) -> list[int]:
+        """Drained partitions no running entry and no reader operation in flight still use.
+
+        A read issued before the drain may still bring entries of the partition into our
+        pending list; releasing before it returned would let the next holder's recovery miss
+        them.  Once it returned, whatever it brought is in our pending list, which the next
+        holder claims first.
+        """
+        return [
+            p
+            for p, op in self._draining.items()
+            if not self._busy.get(p) and self._ops_finished >= op
+        ]
+
+    async def _release_idle_drained(self) -> None:
+        idle = self._releasable()
+        if not idle:
+            return
+        await self._release_script(
+            keys=[self._key("replicas"), *(self._lease_keys[p] for p in idle)],
+            args=[self.replica_id, "0"],
+        )
+        for partition in idle:
+            self._draining.pop(partition, None)
+            self._epochs.pop(partition, None)
+
+    async def _adopt_orphans(self) -> None:
+        """Recover again a partition where another consumer has pending entries.
+
+        Only the lease holder reads a partition, so such entries are orphans: read by a replica
+        whose lease had lapsed (it stalled or lost Redis for ``lease_ttl``) while its read was
+        in flight.  Claiming them again means they are not lost (though they come after what
+        was handed out meanwhile).
+        """
+        reading = sorted(self._reading)
+        if not reading:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for partition in reading:
+                pipe.xpending(self._streams[partition], _GROUP)
+            summaries = await pipe.execute()
+        for partition, summary in zip(reading, summaries, strict=True):
+            consumers = summary.get("consumers") or []
+            if (
+                any(_text(c["name"]) != self.replica_id and int(c["pending"]) for c in consumers)
+                and partition in self._reading
+            ):
+                self._epoch += 1
+                self._epochs[partition] = self._epoch
+                self._reading.discard(partition)
+                if partition not in self._unrecovered:
+                    self._unrecovered.append(partition)
+                self._leases_changed.set()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                if self._unrecovered:
+                    epochs = {p: self._epochs.get(p) for p in self._unrecovered}
+                    await self._reader_op(self._recover(list(epochs)))
+                    for partition, epoch in epochs.items():
+                        now = self._epochs.get(partition)
+                        if now is not None and now != epoch:
+                            continue  # lost and taken back meanwhile: recover it again
+                        self._unrecovered.remove(partition)
+                        if now is not None and partition not in self._draining:
+                            self._reading.add(partition)
+                if not self._reading:
+                    self._leases_changed.clear()
+                    await self._leases_changed.wait()
+                    continue
+                await self._reader_op(self._read_new())
+            except _BACKEND_ERRORS as exc:
+                _reraise_cancellation()
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    with contextlib.suppress(*_BACKEND_ERRORS):
+                        await self._create_groups()  # new streams, or Redis restarted empty
+                        continue
+                self._outage.failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            backoff = 0.05
+            self._recovered()
+
+    async def _reader_op(self, operation: Awaitable[None]) -> None:
+        """Run one read or recovery, numbered, so drained partitions wait for it (see
+        :meth:`_releasable`)."""
+        self._ops_started += 1
+        number = self._ops_started
+        try:
+            await operation
+        finally:
+            self._ops_finished = number
+            if self._draining and self._releasable():
+                self._lease_round_now.set()
+
+    async def _create_groups(self) -> None:
+        for stream in self._streams:
+            try:
+                await self._client.xgroup_create(stream, _GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _recover(self, partitions: list[int]) -> None:
+        """Claim the partitions' unfinished entries (any consumer's) and queue them first.
+
+        Entries of all the partitions are merged in stream-id (arrival) order, so the oldest
+        unfinished work goes first whichever partition it is in.
+        """
+        claimed: list[tuple[int, int, str, Any]] = []
+        for partition in partitions:
+            epoch = self._epochs.get(partition)
+            stream, cursor = self._streams[partition], "0-0"
+            while epoch is not None and self._epochs.get(partition) == epoch:
+                next_cursor, entries, *_ = await self._client.xautoclaim(
+                    stream, _GROUP, self.replica_id, 0, cursor, count=_PREFETCH
+                )
+                claimed += [(partition, epoch, _text(i), f) for i, f in entries if i is not None]
+                cursor = _text(next_cursor)
+                if cursor == "0-0":
+                    break
+        await self._queue_entries(claimed, recovered=True)
+
+    async def _read_new(self) -> None:
+        streams: dict[Any, Any] = {self._streams[p]: ">" for p in sorted(self._reading)}
+        block = max(1, _px(min(1.0, self._round_interval)))
+        reply: Any = await self._client.xreadgroup(
+            _GROUP, self.replica_id, streams, count=_PREFETCH, block=block
+        )
+        read: list[tuple[int, int, str, Any]] = []
+        for stream, entries in reply or []:
+            partition = int(_text(stream).rsplit(":", 1)[1])
+            epoch = self._epochs.get(partition)
+            if epoch is not None:
+                read += [(partition, epoch, _text(i), f) for i, f in entries if i is not None]
+        await self._queue_entries(read, recovered=False)
+
+    async def _queue_entries(
+        self, entries: list[tuple[int, int, str, Any]], *, recovered: bool
+    ) -> None:
+        """Queue entries read from several partitions in arrival order.
+
+        Stream ids order one stream only (two streams may each have ``<ms>-0``), so ties
+        within a millisecond are broken by the put time stored in the entry.
+        """
+        parsed: list[tuple[tuple[int, float, int], int, int, str, str, Any]] = []
+        for partition, epoch, stream_id, fields in entries:
+            try:
+                data = loads(fields.get(b"e") or fields["e"])
+                stored_at = float(data["t"])
+            except Exception:
+                logger.exception("Redis inbox: skipping unreadable entry %s", stream_id)
+                continue
+            milliseconds, sequence = _id_order(stream_id)
+            delivery_id = self._delivery_id(partition, stream_id, fields)
+            order = (milliseconds, stored_at, sequence)
+            parsed.append((order, partition, epoch, stream_id, delivery_id, data))
+        if not parsed:
+            return
+        parsed.sort(key=lambda item: item[0])
+        attempts: list[Any] = [None] * len(parsed)
+        if recovered:
+            attempts = await self._client.hmget(self._key("attempts"), [p[4] for p in parsed])
+        for (_, partition, epoch, stream_id, delivery_id, data), tried in zip(
+            parsed, attempts, strict=True
+        ):
+            try:
+                entry = InboxEntry(
+                    delivery_id=delivery_id,
+                    conversation_id=data["c"],
+                    kind=data["k"],
+                    raw=data["r"],
+                    attempt=int(tried or 0) + 1,
+                    stored_at=float(data["t"]),
+                    dedup_key=data.get("d"),
+                )
+            except Exception:
+                logger.exception("Redis inbox: skipping unreadable entry %s", stream_id)
+                continue
+            await self._queue.put(_Read(partition, epoch, stream_id, entry))
+
+    @staticmethod
+    def _delivery_id(partition: int, stream_id: str, fields: Mapping[Any, Any]) -> str:
+        replayed = fields.get(b"i") or fields.get("i")
+        return _text(replayed) if replayed else f"{partition}-{stream_id}"
+
+    def _recovered(self) -> None:
+        self._outage.ok()
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a background loop and wait for it, cancelling again if the request got lost.
+
+    A cancellation landing inside some redis-py calls can be swallowed (the call returns or
+    fails with a connection error instead); cancelling until the task is done stops it anyway.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("Redis inbox: background task failed", exc_info=task.exception())
+
+
+def _id_order(stream_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = stream_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _reraise_cancellation() -> None:
+    """redis-py may turn a cancellation that lands mid-command into a connection error; a
+    loop that retries connection errors must still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _dead_letter(delivery_id: str, data: Mapping[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        delivery_id=delivery_id,
+        conversation_id=data.get("c"),
+        kind=data.get("k", ""),
+        attempts=int(data.get("n", 0)),
+        last_error=data.get("x", ""),
+        raw=data.get("r", {}),
+        stored_at=float(data.get("t", 0.0)),
+    )

@@ -1,5 +1,9 @@
 """A ``Conversation`` waits on replica A while the platform delivers every webhook to replica B.
 
+The conversations here are ``exclusive=True`` (they take the catch-all handlers' place), so
+"nothing fell through to a catch-all" proves the routing; the last test shows the default, an
+observer beside the catch-all, which then runs once in all, not once per replica.
+
 This is the deployment the Redis bus exists for: several receiver replicas behind one webhook
 URL, and the replica where the code awaits ``conv.ask()`` is not the one the load balancer
 picked.  Everything here is real: two aiohttp servers on two ports, one ``redis-server``, the
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -27,7 +31,7 @@ from ultimate_async import (
     WebhookReceiver,
     WebhookServer,
 )
-from ultimate_async.redis import RedisDeduplicator, RedisEventBus
+from ultimate_async.redis import RedisDeduplicator, RedisEventBus, RedisInbox
 from ultimate_async.simulator import Faults, ScriptedBot, Simulator
 from ultimate_async.testing import make_bot_message, make_delivery
 
@@ -85,12 +89,18 @@ class Cluster:
 MakeCluster = Callable[..., Awaitable[Cluster]]
 
 
-async def start_replica(name: str, redis_url: str) -> Replica:
+async def start_replica(name: str, redis_url: str, *, durable: bool = False) -> Replica:
+    """``durable``: a ``RedisInbox`` (which de-duplicates too) instead of the de-duplicator."""
+    storage: dict[str, Any] = (
+        {"inbox": RedisInbox(redis_url, lease_ttl=1.0, max_backoff=0.2)}
+        if durable
+        else {"dedup": RedisDeduplicator(redis_url)}
+    )
     receiver = WebhookReceiver(
         VERIFIER,
-        dedup=RedisDeduplicator(redis_url),
         bus=RedisEventBus(redis_url, announce_ttl=3.0, block_timeout=0.2, max_backoff=0.2),
         drain_timeout=5.0,
+        **storage,
     )
     replica = Replica(name, receiver, WebhookServer(receiver, port=0))
 
@@ -109,10 +119,10 @@ async def make_cluster(redis_server: RedisServer) -> AsyncIterator[MakeCluster]:
     """Builds the cluster (optionally with simulator faults); tears everything down in order."""
     closers: list[Callable[[], Awaitable[object]]] = []
 
-    async def make(faults: Faults | None = None) -> Cluster:
-        a = await start_replica("a", redis_server.url)
+    async def make(faults: Faults | None = None, *, durable: bool = False) -> Cluster:
+        a = await start_replica("a", redis_server.url, durable=durable)
         closers.append(a.server.aclose)
-        b = await start_replica("b", redis_server.url)
+        b = await start_replica("b", redis_server.url, durable=durable)
         closers.append(b.server.aclose)
         sim = Simulator(BOT, webhook_url=b.server.url, verifier=VERIFIER, faults=faults)
         await sim.start()
@@ -139,7 +149,7 @@ async def test_welcome_and_reply_delivered_to_b_reach_the_conversation_on_a(
     cluster: Cluster,
 ) -> None:
     a, b = cluster.a, cluster.b
-    async with Conversation(cluster.session, a.receiver) as conv:
+    async with Conversation(cluster.session, a.receiver, exclusive=True) as conv:
         welcome = await conv.start(timeout=TIMEOUT, settle=SETTLE)
         reply = await conv.ask("Where is my order?", timeout=TIMEOUT, settle=SETTLE)
 
@@ -159,7 +169,7 @@ async def test_concurrent_conversations_on_both_replicas_each_get_their_own_repl
 ) -> None:
     async def chat(i: int, replica: Replica) -> tuple[str, str]:
         cid = f"replicas-{replica.name}-{i}"
-        async with Conversation(cluster.session, replica.receiver, cid) as conv:
+        async with Conversation(cluster.session, replica.receiver, cid, exclusive=True) as conv:
             welcome = await conv.start(timeout=TIMEOUT, settle=SETTLE)
             reply = await conv.ask(f"question {i}", timeout=TIMEOUT, settle=SETTLE)
         assert {e.platform_conversation_id for e in [*welcome.events, *reply.events]} == {cid}
@@ -180,7 +190,9 @@ async def test_conversations_opened_together_on_a_fresh_replica_are_all_announce
 ) -> None:
     """The first ``ready()`` starts the receiver; the others register while it announces."""
     a = cluster.a
-    convs = [Conversation(cluster.session, a.receiver, f"together-{i}") for i in range(3)]
+    convs = [
+        Conversation(cluster.session, a.receiver, f"together-{i}", exclusive=True) for i in range(3)
+    ]
     async with contextlib.AsyncExitStack() as stack:
         await asyncio.gather(*(stack.enter_async_context(conv) for conv in convs))
         owners = [await redis_client.get(a.bus.owner_key(conv.conversation_id)) for conv in convs]
@@ -196,7 +208,7 @@ async def test_duplicate_deliveries_by_the_platform_are_read_once(
     make_cluster: MakeCluster,
 ) -> None:
     cluster = await make_cluster(Faults(duplicate_rate=1.0, seed=1))
-    async with Conversation(cluster.session, cluster.a.receiver) as conv:
+    async with Conversation(cluster.session, cluster.a.receiver, exclusive=True) as conv:
         welcome = await conv.start(timeout=TIMEOUT, settle=SETTLE)
         reply = await conv.ask("hello twice", timeout=TIMEOUT, settle=SETTLE)
 
@@ -211,7 +223,7 @@ async def test_duplicate_deliveries_by_the_platform_are_read_once(
 
 async def test_the_same_delivery_posted_to_a_and_b_is_read_once(cluster: Cluster) -> None:
     a, b = cluster.a, cluster.b
-    async with Conversation(cluster.session, a.receiver) as conv:
+    async with Conversation(cluster.session, a.receiver, exclusive=True) as conv:
         await conv.start(timeout=TIMEOUT, settle=SETTLE)
         payload = make_bot_message(conv.conversation_id, "sent to both", message_id="both-1")
         body, headers = make_delivery(payload, VERIFIER)
@@ -233,7 +245,7 @@ async def test_after_the_conversation_ends_its_events_go_to_bs_catch_all(
     cluster: Cluster, redis_client: aioredis.Redis
 ) -> None:
     a, b = cluster.a, cluster.b
-    async with Conversation(cluster.session, a.receiver) as conv:
+    async with Conversation(cluster.session, a.receiver, exclusive=True) as conv:
         cid = conv.conversation_id
         owner_key = a.bus.owner_key(cid)
         # Entering the conversation announced it, before anything was sent.
@@ -251,3 +263,36 @@ async def test_after_the_conversation_ends_its_events_go_to_bs_catch_all(
     assert b.caught[0].platform_conversation_id == cid
     await a.receiver.drain()
     assert a.caught == []
+
+
+async def test_an_observing_conversation_leaves_each_message_to_one_catch_all(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster.a, cluster.b
+    async with Conversation(cluster.session, a.receiver) as conv:  # observes only
+        welcome = await conv.start(timeout=TIMEOUT, settle=SETTLE)
+        reply = await conv.ask("and the catch-all?", timeout=TIMEOUT, settle=SETTLE)
+    assert welcome.text == WELCOME
+    assert reply.text == answer_to("and the catch-all?")
+    await a.receiver.drain()
+    await b.receiver.drain()
+    caught = sorted(texts(a.caught + b.caught))
+    assert caught == sorted([*WELCOME.split("\n"), *answer_to("and the catch-all?").split("\n")])
+
+
+async def test_with_redis_inboxes_the_conversation_on_a_still_reads_what_b_received(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = await make_cluster(durable=True)
+    a, b = cluster.a, cluster.b
+    async with Conversation(cluster.session, a.receiver) as conv:
+        welcome = await conv.start(timeout=TIMEOUT, settle=SETTLE)
+        reply = await conv.ask("stored first?", timeout=TIMEOUT, settle=SETTLE)
+    assert welcome.text == WELCOME
+    assert reply.text == answer_to("stored first?")
+    assert {d.url for d in cluster.sim.deliveries} == {b.server.url}
+    # Stored in Redis, handled by whichever replica holds the partition: once in all.
+    await a.receiver.drain()
+    await b.receiver.drain()
+    caught = sorted(texts(a.caught + b.caught))
+    assert caught == sorted([*WELCOME.split("\n"), *answer_to("stored first?").split("\n")])

@@ -111,11 +111,13 @@ async def post(http: aiohttp.ClientSession, replica: Replica, body: dict[str, An
         return response.status
 
 
-async def hold(replica: Replica, cid: str) -> None:
+async def hold(replica: Replica, cid: str, *, exclusive: bool = True) -> None:
+    """Register on ``replica``; exclusive (the default here) takes the catch-all's place."""
+
     async def observer(event: Any, ctx: EventContext) -> None:
         await replica.record("registered", event, ctx)
 
-    await replica.receiver.register(cid, observer).ready()
+    await replica.receiver.register(cid, observer, exclusive=exclusive).ready()
 
 
 async def test_the_same_delivery_posted_to_two_replicas_is_handled_once(
