@@ -3,13 +3,16 @@
 ``Session`` and ``LegacyClient`` both sit on :class:`Transport`, so connection pooling, timeouts,
 retry decisions and the status → exception mapping exist once.  The hot path is kept lean on
 purpose (a benchmark holds it to raw-aiohttp speed): headers and URLs are built once, bodies are
-serialized once to bytes, and a 2xx body is read only when the caller needs it.
+serialized once to bytes, and a 2xx body is read only when the caller needs it.  Logging
+(logger ``ultimate_async.api``, DEBUG) and telemetry (:mod:`.telemetry`) are checked once per
+call and cost next to nothing while switched off.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -18,6 +21,7 @@ from typing import Any, Self
 import aiohttp
 from yarl import URL
 
+from . import telemetry
 from ._retry import RetryPolicy
 from .errors import (
     APIConnectionError,
@@ -43,6 +47,8 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 #: Response headers that may carry the server's request id, in order of preference.
 _REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-requestid", "x-zendesk-request-id", "request-id")
 _REDACTED = "***"
+
+log = logging.getLogger("ultimate_async.api")
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -97,6 +103,7 @@ class Transport:
         "_borrowed",
         "_closed",
         "_connector_limit",
+        "_cooldown_until",
         "_headers",
         "_request_kwargs",
         "_retry",
@@ -132,6 +139,9 @@ class Transport:
         self._session: aiohttp.ClientSession | None = http_session
         self._borrowed = http_session is not None
         self._closed = False
+        # The API's 429 + Retry-After holds back every call of this transport until then
+        # (``retry.clock`` seconds); 0.0 when no cool-down was ever asked for.
+        self._cooldown_until = 0.0
         # An owned session carries headers and timeout as defaults; a borrowed one gets them
         # per request (it may serve other APIs with other defaults).  Redirects are not
         # followed: aiohttp would turn the POST into a GET; a 3xx is reported instead.
@@ -182,6 +192,8 @@ class Transport:
         url: URL,
         body: bytes,
         *,
+        call: str = "POST",
+        conversation_id: str | None = None,
         headers: Mapping[str, str] | None = None,
         read_body: bool = False,
         redact: Sequence[str] = (),
@@ -189,7 +201,8 @@ class Transport:
         """POST ``body`` (JSON bytes) to ``url``; retry per policy; map failures to errors.
 
         Returns the 2xx body when ``read_body`` is true, else ``None``.  ``redact`` lists this
-        request's ``sanitize=True`` values: like the credentials, they never reach an error.
+        request's ``sanitize=True`` values: like the credentials, they never reach an error or a
+        log line.  ``call`` names the call in logs, metrics and spans (``chat.send_message``).
         """
         session = self._session
         if session is None:
@@ -197,41 +210,99 @@ class Transport:
         kwargs = self._request_kwargs
         if headers is not None:
             kwargs = {**kwargs, "headers": {**self._headers, **headers}}
-        retry = 0
-        while True:
-            retry_after: float | None = None
-            cause: BaseException | None = None
-            try:
-                async with session.post(url, data=body, **kwargs) as resp:
-                    status = resp.status
-                    if 200 <= status < 300:
-                        return await self._success_body(resp, str(url), read_body)
-                    text = (await resp.read()).decode("utf-8", "replace")
-                    error: APIError
-                    error, retry_after = status_error(
-                        "POST", str(url), status, self._redact(text, redact), resp.headers
+        debug = log.isEnabledFor(logging.DEBUG)
+        with telemetry.api_call(call, conversation_id) as observed:
+            retry = 0
+            covered = 0.0  # the cool-down deadline this call's own retry wait already covers
+            while True:
+                if self._cooldown_until > covered:
+                    await self._cool_down(call, observed, debug)
+                started = time.perf_counter() if debug else 0.0
+                retry_after: float | None = None
+                cause: BaseException | None = None
+                status: int | None = None
+                try:
+                    async with session.post(url, data=body, **kwargs) as resp:
+                        status = resp.status
+                        observed.response(status)
+                        if 200 <= status < 300:
+                            result = await self._success_body(resp, str(url), read_body)
+                            if debug:
+                                elapsed = time.perf_counter() - started
+                                log.debug(
+                                    "%s: %d (attempt %d, %.3fs)", call, status, retry + 1, elapsed
+                                )
+                            return result
+                        text = (await resp.read()).decode("utf-8", "replace")
+                        error: APIError
+                        error, retry_after = status_error(
+                            "POST", str(url), status, self._redact(text, redact), resp.headers
+                        )
+                        sent = True
+                except aiohttp.ConnectionTimeoutError as exc:
+                    error = APITimeoutError("POST", str(url), "connect timed out")
+                    sent, cause = False, exc
+                except aiohttp.ClientSSLError as exc:  # a TLS/certificate problem is not transient
+                    observed.response(None)
+                    raise APIConnectionError("POST", str(url), f"TLS failure: {exc}") from exc
+                except aiohttp.ClientConnectorError as exc:
+                    error = APIConnectionError("POST", str(url), f"cannot connect: {exc.os_error}")
+                    sent, cause = False, exc
+                except TimeoutError as exc:  # total or read timeout: the request may have arrived
+                    reason = f"timed out after {self._timeout.total}s"
+                    error, sent, cause = APITimeoutError("POST", str(url), reason), True, exc
+                except aiohttp.ClientError as exc:
+                    reason = str(exc) or type(exc).__name__
+                    error = APIConnectionError("POST", str(url), self._redact(reason, redact))
+                    sent, cause = True, exc
+                if status is None:
+                    observed.response(None)
+                if status == 429 and retry_after is not None:
+                    self._start_cooldown(retry_after)
+                delay = self._retry.delay(retry, error, request_sent=sent, retry_after=retry_after)
+                if debug:
+                    self._log_failure(
+                        call, status, retry, time.perf_counter() - started, delay, error
                     )
-                    sent = True
-            except aiohttp.ConnectionTimeoutError as exc:
-                error = APITimeoutError("POST", str(url), "connect timed out")
-                sent, cause = False, exc
-            except aiohttp.ClientSSLError as exc:  # a TLS/certificate problem is not transient
-                raise APIConnectionError("POST", str(url), f"TLS failure: {exc}") from exc
-            except aiohttp.ClientConnectorError as exc:
-                error = APIConnectionError("POST", str(url), f"cannot connect: {exc.os_error}")
-                sent, cause = False, exc
-            except TimeoutError as exc:  # total or read timeout: the request may have arrived
-                reason = f"timed out after {self._timeout.total}s"
-                error, sent, cause = APITimeoutError("POST", str(url), reason), True, exc
-            except aiohttp.ClientError as exc:
-                reason = str(exc) or type(exc).__name__
-                error = APIConnectionError("POST", str(url), self._redact(reason, redact))
-                sent, cause = True, exc
-            delay = self._retry.delay(retry, error, request_sent=sent, retry_after=retry_after)
-            if delay is None:
-                raise error from cause
-            await self._retry.sleep(delay)
-            retry += 1
+                if delay is None:
+                    raise error from cause
+                covered = self._retry.clock() + delay
+                await self._retry.sleep(delay)
+                retry += 1
+
+    @staticmethod
+    def _log_failure(
+        call: str,
+        status: int | None,
+        retry: int,
+        elapsed: float,
+        delay: float | None,
+        error: APIError,
+    ) -> None:
+        # ``error`` carries only redacted text (see _redact), so it may be logged as it is.
+        answer = "no answer" if status is None else str(status)
+        then = "giving up" if delay is None else f"retrying in {delay:.2f}s"
+        log.debug(
+            "%s: %s (attempt %d, %.3fs); %s: %s", call, answer, retry + 1, elapsed, then, error
+        )
+
+    def _start_cooldown(self, seconds: float) -> None:
+        policy = self._retry
+        until = policy.clock() + min(seconds, policy.retry_after_max)
+        if until > self._cooldown_until:
+            self._cooldown_until = until
+
+    async def _cool_down(self, call: str, observed: telemetry.ApiCallRecord, debug: bool) -> None:
+        """Wait out the cool-down another call's 429 started, once, before the next attempt."""
+        remaining = self._cooldown_until - self._retry.clock()
+        if remaining <= 0:
+            return
+        observed.throttled()
+        if debug:
+            log.debug(
+                "%s: waiting %.2fs for the API's rate limit (429 Retry-After)", call, remaining
+            )
+        await self._retry.sleep(remaining)
 
     async def _success_body(
         self, resp: aiohttp.ClientResponse, url: str, read_body: bool

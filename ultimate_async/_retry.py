@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random as _random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,8 +37,11 @@ class RetryPolicy:
     ``max_retries`` counts *retries*: at most ``1 + max_retries`` attempts.  The n-th retry
     (0-based) waits ``min(backoff_max, backoff_base * 2**n)``, scaled by a jitter factor in
     ``[0.5, 1.0)`` so that many clients do not retry in lockstep.  A ``Retry-After`` from the
-    server replaces the backoff (capped at ``retry_after_max``).  ``sleep`` and ``random`` are
-    injectable so tests run instantly and deterministically.
+    server replaces the backoff (capped at ``retry_after_max``).  A 429's ``Retry-After`` also
+    holds back every other call of the same ``Session`` until then (the platform's rate limit
+    is account-wide, so they would only collect 429s too).  ``sleep``, ``random`` and ``clock``
+    (monotonic seconds, for that shared cool-down) are injectable so tests run instantly and
+    deterministically.
     """
 
     max_retries: int = attrs.field(default=2, validator=_non_negative)
@@ -47,6 +51,7 @@ class RetryPolicy:
     retry_unsafe: bool = False
     sleep: Callable[[float], Awaitable[object]] = attrs.field(default=asyncio.sleep, repr=False)
     random: Callable[[], float] = attrs.field(default=_random.random, repr=False)
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
 
     @classmethod
     def none(cls) -> RetryPolicy:

@@ -130,7 +130,15 @@ class LegacyClient(TransportClient):
         if metadata is not None:
             hidden = add_metadata(body, "metaData", metadata)
         auth = self._require_basic("automation")
-        return await self._call(self._automation_url, body, auth, AutomationReply, redact=hidden)
+        return await self._call(
+            self._automation_url,
+            body,
+            auth,
+            AutomationReply,
+            redact=hidden,
+            call="legacy.automation",
+            conversation_id=conversation_id,
+        )
 
     async def intents(
         self, bot_id: str, message: str, *, conversation_id: str | None = None
@@ -143,7 +151,7 @@ class LegacyClient(TransportClient):
         if conversation_id is not None:
             body["conversationId"] = require_nonempty("conversation_id", conversation_id)
         auth = self._access_token or self._require_basic("intents")
-        return await self._call(self._intents_url, body, auth, IntentsResult)
+        return await self._call(self._intents_url, body, auth, IntentsResult, call="legacy.intents")
 
     async def delete_user_data(self, conversation_ids: Iterable[str]) -> None:
         """``POST /api/gdpr/delete-user-data``: erase the data of these conversations."""
@@ -154,7 +162,9 @@ class LegacyClient(TransportClient):
             raise ValueError("conversation_ids must not be empty")
         auth = self._require_basic("delete_user_data")
         body = dumps({"conversationIds": ids})
-        await self._transport.post(self._delete_url, body, headers={"Authorization": auth})
+        await self._transport.post(
+            self._delete_url, body, headers={"Authorization": auth}, call="legacy.delete_user_data"
+        )
 
     def _require_basic(self, call: str) -> str:
         if self._basic is None:
@@ -168,10 +178,19 @@ class LegacyClient(TransportClient):
         auth: str,
         cls: type[T],
         redact: Sequence[str] = (),
+        *,
+        call: str,
+        conversation_id: str | None = None,
     ) -> T:
         """POST ``body`` and structure the JSON reply as ``cls``."""
         data = await self._transport.post(
-            url, dumps(body), headers={"Authorization": auth}, read_body=True, redact=redact
+            url,
+            dumps(body),
+            headers={"Authorization": auth},
+            read_body=True,
+            redact=redact,
+            call=call,
+            conversation_id=conversation_id,
         )
         what = f"POST {url} reply"
         try:

@@ -72,7 +72,13 @@ class ChatAPI:
         hidden: Sequence[str] = ()
         if metadata is not None:
             hidden = add_metadata(body, self._metadata_key, metadata)
-        await self._transport.post(self._url, dumps(body), redact=hidden)
+        await self._transport.post(
+            self._url,
+            dumps(body),
+            redact=hidden,
+            call="chat.start_session",
+            conversation_id=conversation_id,
+        )
 
     async def send_message(
         self,
@@ -95,7 +101,13 @@ class ChatAPI:
         hidden: Sequence[str] = ()
         if metadata is not None:
             hidden = add_metadata(body, self._metadata_key, metadata)
-        await self._transport.post(self._url, dumps(body), redact=hidden)
+        await self._transport.post(
+            self._url,
+            dumps(body),
+            redact=hidden,
+            call="chat.send_message",
+            conversation_id=conversation_id,
+        )
 
     async def send_metadata(self, conversation_id: str, metadata: MetaDataInput) -> None:
         """Attach session parameters without a message (``eventType: metadata``)."""
@@ -107,7 +119,13 @@ class ChatAPI:
         if not wire:
             raise ValueError("metadata must not be empty")
         body[self._metadata_key] = wire
-        await self._transport.post(self._url, dumps(body), redact=sanitized_values(wire))
+        await self._transport.post(
+            self._url,
+            dumps(body),
+            redact=sanitized_values(wire),
+            call="chat.send_metadata",
+            conversation_id=conversation_id,
+        )
 
     async def end_session(self, conversation_id: str) -> None:
         """End and delete the session (otherwise the platform times it out)."""
@@ -115,7 +133,9 @@ class ChatAPI:
             "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "eventType": "endSession",
         }
-        await self._transport.post(self._url, dumps(body))
+        await self._transport.post(
+            self._url, dumps(body), call="chat.end_session", conversation_id=conversation_id
+        )
 
 
 class TicketsAPI:
@@ -145,7 +165,13 @@ class TicketsAPI:
         hidden: Sequence[str] = ()
         if metadata is not None:
             hidden = add_metadata(body, self._metadata_key, metadata)
-        await self._transport.post(self._url, dumps(body), redact=hidden)
+        await self._transport.post(
+            self._url,
+            dumps(body),
+            redact=hidden,
+            call="tickets.send",
+            conversation_id=conversation_id,
+        )
 
 
 class WidgetAPI:
@@ -158,7 +184,9 @@ class WidgetAPI:
         self._transport = transport
         self._url = transport.url("/agent/converse/send-message-to-widget")
 
-    async def _send(self, conversation_id: str, event_type: str, **fields: str | None) -> None:
+    async def _send(
+        self, call: str, conversation_id: str, event_type: str, **fields: str | None
+    ) -> None:
         body: dict[str, Any] = {
             "platformConversationId": require_nonempty("conversation_id", conversation_id),
             "eventType": event_type,
@@ -166,7 +194,9 @@ class WidgetAPI:
         for key, value in fields.items():
             if value is not None:
                 body[key] = value
-        await self._transport.post(self._url, dumps(body))
+        await self._transport.post(
+            self._url, dumps(body), call=call, conversation_id=conversation_id
+        )
 
     async def queue_update(
         self,
@@ -180,6 +210,7 @@ class WidgetAPI:
         Both values are strings on the wire; ints are converted.
         """
         await self._send(
+            "widget.queue_update",
             conversation_id,
             "escalationQueueUpdate",
             queuePosition=_optional_str("queue_position", queue_position),
@@ -195,6 +226,7 @@ class WidgetAPI:
     ) -> None:
         """An agent took the chat (``escalationSuccess``); two-way messaging opens."""
         await self._send(
+            "widget.escalation_success",
             conversation_id,
             "escalationSuccess",
             agent=_optional_str("agent", agent),
@@ -203,15 +235,17 @@ class WidgetAPI:
 
     async def agent_message(self, conversation_id: str, text: str) -> None:
         """Show the agent's ``text`` to the visitor (only after ``escalation_success``)."""
-        await self._send(conversation_id, "message", text=_require_text("text", text))
+        await self._send(
+            "widget.agent_message", conversation_id, "message", text=_require_text("text", text)
+        )
 
     async def escalation_failed(self, conversation_id: str) -> None:
         """No agent could take the chat (``escalationFailed``); the bot resumes."""
-        await self._send(conversation_id, "escalationFailed")
+        await self._send("widget.escalation_failed", conversation_id, "escalationFailed")
 
     async def agent_disconnect(self, conversation_id: str) -> None:
         """The agent ended the chat (``agentDisconnect``)."""
-        await self._send(conversation_id, "agentDisconnect")
+        await self._send("widget.agent_disconnect", conversation_id, "agentDisconnect")
 
 
 class Session(TransportClient):

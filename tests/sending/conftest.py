@@ -91,13 +91,22 @@ def refused_url() -> Iterator[str]:
 
 
 class SleepRecorder:
-    """An injectable ``sleep`` that records the requested delays and returns at once."""
+    """An injectable ``sleep`` that records the requested delays and returns at once.
+
+    It also keeps a fake monotonic clock (``clock``) that each sleep moves forward, so a policy
+    given both sees time pass exactly as the delays say (the shared 429 cool-down reads it).
+    """
 
     def __init__(self) -> None:
         self.delays: list[float] = []
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
+        self.now += delay
 
 
 @pytest.fixture
@@ -108,4 +117,4 @@ def sleeps() -> SleepRecorder:
 @pytest.fixture
 def instant_retry(sleeps: SleepRecorder) -> RetryPolicy:
     """The default policy, but sleeping instantly and with a fixed jitter factor (0.75)."""
-    return RetryPolicy(sleep=sleeps, random=lambda: 0.5)
+    return RetryPolicy(sleep=sleeps, random=lambda: 0.5, clock=sleeps.clock)

@@ -144,9 +144,9 @@ async def test_decode_error_lists_field_reasons(mock_api: Any) -> None:
             await c.automation("bot1", "conv1", "message", text="x")
     assert info.value.errors == [
         "expected a string, got list @ $.messages[0].text",
-        "expected a boolean, got str @ $.messages[0].forwardToHuman",
-        "expected an array, got dict @ $.messages[0].buttons",
-        "expected a number, got str @ $.confidenceThreshold",
+        "expected a boolean, got string @ $.messages[0].forwardToHuman",
+        "expected a list, got object @ $.messages[0].buttons",
+        "expected a number, got string @ $.confidenceThreshold",
     ]
     assert "/api/v2/automation" in str(info.value)
 

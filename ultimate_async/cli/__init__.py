@@ -1,4 +1,4 @@
-"""The command line: ``demo``, ``listen``, ``send`` and ``simulate``.
+"""The command line: ``demo``, ``listen``, ``send``, ``simulate``, ``trigger`` and ``replay``.
 
 Heavy imports (aiohttp, the simulator) happen inside the commands, so ``--help`` is instant.
 Errors are one line on stderr; exit codes: 0 ok, 1 failure, 2 usage or configuration.
@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--port", type=int, default=8080, help="port (default 8080, 0 = any)")
     listen.add_argument("--path", default="/webhook", help="URL path (default /webhook)")
     _add_verifier(listen, required=True, insecure=True)
+    listen.add_argument(
+        "--save",
+        metavar="FILE",
+        help="also append each verified delivery to FILE as one JSON line (for replay)",
+    )
 
     send = commands.add_parser(
         "send",
@@ -192,6 +197,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--bot", metavar="FILE", help="a JSON bot script (default: the built-in demo bot)"
     )
     _add_verifier(simulate, required=False, insecure=False)
+
+    from ._verifier import SIGNING_SCHEMES
+    from .samples import SAMPLE_KINDS
+
+    def add_signing(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--to", required=True, metavar="URL", help="the receiver's URL")
+        parser.add_argument(
+            "--secret", metavar="S", help="the receiver's secret (default: send unsigned)"
+        )
+        parser.add_argument(
+            "--verifier",
+            choices=SIGNING_SCHEMES,
+            help="how the receiver verifies: header = SharedSecretHeader (default), "
+            "hmac = HmacSignature, token = UrlToken",
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=10.0, help="seconds to wait for each answer"
+        )
+
+    trigger = commands.add_parser(
+        "trigger",
+        help="send one signed sample webhook to a receiver",
+        description="POST a realistic sample webhook of KIND to a receiver, signed for its "
+        "verifier, and print the answer (status and body). Exits 1 unless it answers 2xx.",
+    )
+    trigger.add_argument("kind", choices=SAMPLE_KINDS, metavar="KIND", help=", ".join(SAMPLE_KINDS))
+    add_signing(trigger)
+    trigger.add_argument("--conversation", metavar="ID", help=f"{_CID_HELP} (default: a new one)")
+    trigger.add_argument("--text", metavar="T", help="the text of a message-like sample")
+    trigger.add_argument("--name", metavar="ACTION", help="the action name (action, alert event)")
+
+    replay = commands.add_parser(
+        "replay",
+        help="re-send deliveries saved by listen --save",
+        description="POST each delivery saved by 'listen --save' to a receiver, in order, "
+        "re-signed for its verifier, and print each answer. Exits 1 if any is not 2xx.",
+    )
+    replay.add_argument("file", metavar="FILE", help="a file written by listen --save")
+    add_signing(replay)
+
+    from .inbox import add_parser as add_inbox
+
+    add_inbox(commands)
     return parser
 
 
@@ -206,6 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .listen import command
         elif args.command == "send":
             from .send import command
+        elif args.command == "trigger":
+            from .trigger import command
+        elif args.command == "replay":
+            from .replay import command
+        elif args.command == "inbox":
+            from .inbox import command
         else:
             from .simulate import command
         return command(args)

@@ -1,0 +1,164 @@
+"""Fixtures for the observability tests: a scripted local "platform", a fake clock, and the
+OpenTelemetry SDK / Prometheus registry switched on for one test at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpServer
+
+from ultimate_async import telemetry
+
+
+class Platform:
+    """A real aiohttp server playing scripted answers ``(status, body, headers)`` in order
+    (an empty 200 once the script runs out) and recording when each request arrived."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, str, dict[str, str]]] = []
+        self.arrivals: list[float] = []
+        self.bodies: list[bytes] = []
+        self.arrived = asyncio.Event()
+        self.url = ""
+
+    def answer(self, status: int, body: str = "", **headers: str) -> None:
+        self.script.append((status, body, {k.replace("_", "-"): v for k, v in headers.items()}))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.arrivals.append(time.monotonic())
+        self.arrived.set()
+        self.bodies.append(await request.read())
+        status, body, headers = self.script.pop(0) if self.script else (200, "", {})
+        return web.Response(status=status, text=body, headers=headers)
+
+
+@pytest.fixture
+async def platform(aiohttp_server: AiohttpServer) -> AsyncIterator[Platform]:
+    fake = Platform()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", fake.handle)
+    server = await aiohttp_server(app)
+    fake.url = str(server.make_url("")).rstrip("/")
+    yield fake
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """A 127.0.0.1 URL whose port is bound but not listening: connections are refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+class FakeClock:
+    """A monotonic clock and a ``sleep`` that moves it: waits take no real time."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+class Otel:
+    """An SDK tracer and meter provider recording in memory, handed to ``use_opentelemetry``."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        spans = list(self.exporter.get_finished_spans())
+        return [s for s in spans if name is None or s.name == name]
+
+    def points(self, metric: str) -> list[tuple[dict[str, Any], Any]]:
+        """``(attributes, point)`` for every data point of ``metric`` collected now."""
+        data = self.reader.get_metrics_data()
+        found: list[tuple[dict[str, Any], Any]] = []
+        if data is None:
+            return found
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                assert scope.scope.name == "ultimate_async"
+                for m in scope.metrics:
+                    if m.name == metric:
+                        found += [(dict(p.attributes or {}), p) for p in m.data.data_points]
+        return found
+
+    def values(self, metric: str) -> dict[tuple[tuple[str, Any], ...], Any]:
+        """``{sorted attributes: value or histogram count}`` of ``metric``."""
+        out: dict[tuple[tuple[str, Any], ...], Any] = {}
+        for attributes, point in self.points(metric):
+            value = point.count if hasattr(point, "count") else point.value
+            out[tuple(sorted(attributes.items()))] = value
+        return out
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    recorder = Otel()
+    telemetry.use_opentelemetry(recorder.tracer_provider, recorder.meter_provider)
+    yield recorder
+    telemetry.reset()
+    recorder.tracer_provider.shutdown()
+    recorder.meter_provider.shutdown()
+
+
+class Prometheus:
+    """The exposition, parsed with prometheus_client's own text parser."""
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        body, content_type = telemetry.prometheus_exposition()
+        self.content_type = content_type
+        self.text = body.decode()
+        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.types: dict[str, str] = {}
+        for family in text_string_to_metric_families(self.text):
+            self.types[family.name] = family.type
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+
+@pytest.fixture
+def prometheus() -> Iterator[Prometheus]:
+    telemetry.enable_prometheus()
+    yield Prometheus()
+    telemetry.reset()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_configured() -> Iterator[None]:
+    """Each test starts and ends with telemetry off, whatever it switches on."""
+    telemetry.reset()
+    yield
+    telemetry.reset()
