@@ -1,8 +1,10 @@
 """Reliability workloads for ultimate_async: hostile input, a soak on the simulator, the figures.
 
 ``python -m benchmarks.reliability`` (``make reliability``) runs the long versions and writes
-``benchmarks/RELIABILITY.md``; ``tests/reliability/`` runs short versions of the same code in
-``make test``.  Everything here talks only to 127.0.0.1.
+its section of ``benchmarks/RELIABILITY.md`` (the other sections, ``benchmarks/durability.py``'s
+among them, are kept); ``--quick`` runs short and writes only to an explicit ``--output``
+(``make reliability RELIABILITY_ARGS="--quick --output /tmp/r.md"``).  ``tests/reliability/``
+runs short versions of the same code in ``make test``.  Everything here talks only to 127.0.0.1.
 
 Two workloads:
 
@@ -14,8 +16,9 @@ Two workloads:
 * **soak** - many concurrent :class:`~ultimate_async.Conversation` s talk to the simulator
   through a real :class:`~ultimate_async.webhook.WebhookServer`, with duplicate deliveries,
   delivery latency jitter and 429/503 answers on the API.  Every distinct bot message must be
-  handled exactly once and in order per conversation; afterwards no task, per-conversation
-  state or memory may be left behind.
+  seen exactly once and in order per conversation, both by its ``Conversation`` (an observer)
+  and by the catch-all ``on_message`` handler (observers never steal); afterwards no task,
+  per-conversation state or memory may be left behind.
 """
 
 from __future__ import annotations
@@ -61,9 +64,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-#: The team's webhook fixtures live beside the repository (``ULTIMATE_SHARED_DIR`` overrides).
-SHARED = Path(os.environ.get("ULTIMATE_SHARED_DIR", REPO.parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "webhooks"
+#: The webhook sample payloads the test suite uses too (``WEBHOOK_FIXTURES`` in tests/conftest.py).
+FIXTURES = REPO / "tests" / "fixtures" / "webhooks"
 
 #: The only statuses a refusal may have; every other answer must be a 200.
 REFUSALS = frozenset({400, 401, 413})
@@ -619,6 +621,7 @@ class SoakResult:
     distinct_messages: int = 0
     duplicates_injected: int = 0
     handled: int = 0
+    handled_by_handler: int = 0
     handled_twice: int = 0
     lost: int = 0
     out_of_order: int = 0
@@ -695,11 +698,12 @@ async def run_soak(config: SoakConfig) -> SoakResult:
     retry = RetryPolicy(max_retries=10, backoff_base=0.01, backoff_max=0.2)
     receiver = WebhookReceiver(HmacSignature(secret), max_concurrency=config.max_concurrency)
     handled: dict[str, list[str]] = collections.defaultdict(list)
-    stray: list[str] = []
+    # A Conversation observes and never steals: the catch-all handler sees every message too.
+    by_handler: dict[str, list[str]] = collections.defaultdict(list)
 
     @receiver.on_message()
-    async def catch_all(message: Any, ctx: Any) -> None:  # only without a Conversation
-        stray.append(f"{ctx.platform_conversation_id}/{message.message_id}")
+    async def catch_all(message: Any, ctx: Any) -> None:
+        by_handler[ctx.platform_conversation_id].append(message.message_id)
 
     def note(cid: str, reply: Any) -> None:
         handled[cid].extend(m.message_id for m in reply.messages)
@@ -745,10 +749,7 @@ async def run_soak(config: SoakConfig) -> SoakResult:
             result.problem("the receiver did not drain")
         result.seconds = time.perf_counter() - started
         result.peak_rss = peak_rss_bytes()
-        _compare(result, sim, handled)
-        result.stray_events = len(stray)
-        if stray:
-            result.problem(f"{len(stray)} bot message(s) reached no conversation: {stray[:3]}")
+        _compare(result, sim, handled, by_handler)
         if sim.conversations:
             result.problem(f"simulator still has {len(sim.conversations)} live session(s)")
         if receiver.pending or receiver.active_conversations:
@@ -771,8 +772,14 @@ async def run_soak(config: SoakConfig) -> SoakResult:
     return result
 
 
-def _compare(result: SoakResult, sim: Any, handled: Mapping[str, list[str]]) -> None:
-    """Check what the conversations saw against the simulator's delivery log."""
+def _compare(
+    result: SoakResult,
+    sim: Any,
+    handled: Mapping[str, list[str]],
+    by_handler: Mapping[str, list[str]],
+) -> None:
+    """Check what the conversations and the catch-all handler saw against the simulator's
+    delivery log: each must see every distinct bot message once, in order, and nothing else."""
     config = result.config
     expected: dict[str, list[str]] = collections.defaultdict(list)
     for record in sim.deliveries:
@@ -789,21 +796,30 @@ def _compare(result: SoakResult, sim: Any, handled: Mapping[str, list[str]]) -> 
     result.duplicates_injected = sim.stats.duplicates
     result.distinct_messages = sum(len(ids) for ids in expected.values())
     result.handled = sum(len(ids) for ids in handled.values())
+    result.handled_by_handler = sum(len(ids) for ids in by_handler.values())
     if result.delivery_failures:
         result.problem(f"{result.delivery_failures} delivery(ies) failed (no 2xx in the end)")
-    for cid in sorted(set(expected) | set(handled)):
-        want, got = expected.get(cid, []), handled.get(cid, [])
-        twice = len(got) - len(set(got))
-        missing = set(want) - set(got)
-        result.handled_twice += twice
-        result.lost += len(missing)
-        if twice or missing:
-            result.problem(f"{cid}: {twice} handled twice, {len(missing)} lost")
-        elif got != want:
-            result.out_of_order += 1
-            result.problem(f"{cid}: handled out of order")
-        if len(want) != config.expected_per_conversation:
-            result.problem(f"{cid}: the bot sent {len(want)} message(s), not the scripted ones")
+    for cid in sorted(set(expected) | set(handled) | set(by_handler)):
+        sent = len(expected.get(cid, []))
+        if sent != config.expected_per_conversation:
+            result.problem(f"{cid}: the bot sent {sent} message(s), not the scripted ones")
+    for seen_by, seen in (("conversation", handled), ("catch-all handler", by_handler)):
+        for cid in sorted(set(expected) | set(seen)):
+            want, got = expected.get(cid, []), seen.get(cid, [])
+            twice = len(got) - len(set(got))
+            missing = set(want) - set(got)
+            stray = set(got) - set(want)
+            result.handled_twice += twice
+            result.lost += len(missing)
+            result.stray_events += len(stray)
+            if twice or missing or stray:
+                result.problem(
+                    f"{cid} ({seen_by}): {twice} handled twice, {len(missing)} lost, "
+                    f"{len(stray)} never sent"
+                )
+            elif got != want:
+                result.out_of_order += 1
+                result.problem(f"{cid} ({seen_by}): handled out of order")
 
 
 #: Python memory a finished soak may leave behind (one-time caches), whatever its size.
@@ -1047,10 +1063,14 @@ def report(
             f"{soak.duplicates_injected:,} "
             f"({soak.duplicates_injected / max(1, soak.distinct_messages):.0%})",
         ),
-        ("Soak: events handled", f"{soak.handled:,}"),
+        (
+            "Soak: events seen by conversations / by the catch-all handler",
+            f"{soak.handled:,} / {soak.handled_by_handler:,}",
+        ),
         ("Soak: handled twice (must be 0)", f"{soak.handled_twice}"),
         ("Soak: lost (must be 0)", f"{soak.lost}"),
         ("Soak: conversations out of order (must be 0)", f"{soak.out_of_order}"),
+        ("Soak: events seen that were never sent (must be 0)", f"{soak.stray_events}"),
         ("Soak: API calls / refused with 429-503", f"{soak.api_calls:,} / {soak.api_faults:,}"),
         (
             "Soak: ask() answered / timed out",
@@ -1106,10 +1126,43 @@ def report(
     return "\n".join(lines)
 
 
+#: This script's section of ``RELIABILITY.md``; other scripts (``benchmarks/durability.py``)
+#: and people write theirs in the same file, each between its own markers, and rewriting
+#: ours must leave theirs exactly as they were.
+START = "<!-- reliability:start -->"
+END = "<!-- reliability:end -->"
+REPORT = REPO / "benchmarks" / "RELIABILITY.md"
+
+
+def merged(existing: str | None, text: str) -> str:
+    """``existing`` (the report file, or ``None``) with this script's section set to ``text``.
+
+    Our section is the one between :data:`START` and :data:`END`.  In a file written before
+    those markers existed, it is everything before the first other marker (``<!-- ...``), and
+    it is put back at the top; everything else is kept byte for byte.
+    """
+    section = f"{START}\n{text.strip()}\n{END}\n"
+    if not existing:
+        return section
+    start, end = existing.find(START), existing.find(END)
+    if start != -1 and end > start:
+        rest = existing[end + len(END) :].lstrip("\n")
+        return existing[:start] + section + ("\n" + rest if rest else "")
+    others = existing.find("<!-- ")
+    if others == -1:  # the whole file is an old report of ours
+        return section
+    return section + "\n" + existing[others:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (for trying it out)")
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "RELIABILITY.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"the report to update (default: {REPORT.relative_to(REPO)}, not with --quick)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -1134,9 +1187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = asyncio.run(soak())
     text = report(hostile, attacks, result, time.perf_counter() - started, logs.counts)
     print(text)
-    if not quick:
-        args.output.write_text(text, "utf-8")
-        print(f"written to {args.output}")
+    output = args.output if args.output is not None or quick else REPORT
+    if output is not None:
+        existing = output.read_text("utf-8") if output.exists() else None
+        output.write_text(merged(existing, text), "utf-8")
+        print(f"written to {output} (other sections kept)")
     failed = hostile.server_errors or result.lost or result.handled_twice or attacks.problems
     return 1 if failed or result.problems else 0
 

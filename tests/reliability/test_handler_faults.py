@@ -1,7 +1,9 @@
 """Handlers that raise, hang past their timeout or are slow: everything else keeps flowing.
 
 Deliveries go through a real port (``WebhookServer``); ordering is checked with gates, not
-sleeps.
+sleeps.  A failing notification handler is retried (``HandlerRetry``) before its delivery is a
+dead letter: the tests run with one attempt (``HandlerRetry.none()``) and with retries on a
+short backoff, and check that on_error is told once, at the end, and that order holds.
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ultimate_async.inbox import HandlerRetry
 from ultimate_async.webhook import WebhookReceiver, WebhookServer
 from ultimate_async.webhook.verify import NoVerification
+
+#: One attempt (the dead letter at once), and three attempts with a short real backoff.
+POLICIES = [
+    pytest.param(HandlerRetry.none(), id="one-attempt"),
+    pytest.param(
+        HandlerRetry(max_attempts=3, backoff_base=0.02, backoff_max=0.05), id="3-attempts"
+    ),
+]
 
 
 def message(cid: str, text: str, mid: str | None = None) -> bytes:
@@ -46,9 +57,12 @@ class Behaviour:
         self.cancelled: list[str] = []
         self.forever = asyncio.Event()
         self.progress = asyncio.Event()
+        #: ``(text, ctx.attempt)`` of every run, in the order they started.
+        self.runs: list[tuple[str, int]] = []
 
     async def __call__(self, msg: Any, ctx: Any) -> None:
         text, cid = msg.text, ctx.platform_conversation_id
+        self.runs.append((text, ctx.attempt))
         if text.startswith("raise"):
             raise RuntimeError(f"handler blew up on {text}")
         if text.startswith("hang"):
@@ -86,22 +100,39 @@ async def post(http: aiohttp.ClientSession, url: str, body: bytes) -> int:
         return resp.status
 
 
+@pytest.mark.parametrize("retry", POLICIES)
 async def test_raising_hanging_and_slow_handlers_do_not_stop_the_queue(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, retry: HandlerRetry
 ) -> None:
     behaviour = Behaviour()
-    receiver = receiver_with(behaviour, handler_timeout=0.3)
+    receiver = receiver_with(behaviour, handler_timeout=0.3, retry=retry)
+    attempts = retry.max_attempts
     async with WebhookServer(receiver) as server:
         script = ["ok1", "raise1", "ok2", "hang1", "ok3", "slow1", "ok4", "raise2", "ok5"]
         for text in script:  # all acked at once, run in order
             assert await post(http, server.url, message("conv-a", text)) == 200
-        assert await receiver.drain(timeout=5)
+        assert await receiver.drain(timeout=5 + 3 * attempts * 0.3)
     assert behaviour.handled["conv-a"] == ["ok1", "ok2", "ok3", "slow1", "ok4", "ok5"]
-    assert behaviour.cancelled == ["conv-a/hang1"]
+    # every attempt of a failing event ran before the conversation's next event
+    expected_runs = []
+    for text in script:
+        tries = attempts if text.startswith(("raise", "hang")) else 1
+        expected_runs += [(text, n) for n in range(1, tries + 1)]
+    assert behaviour.runs == expected_runs
+    assert behaviour.cancelled == ["conv-a/hang1"] * attempts
+    # on_error once per dead letter, after its last attempt
     failed = sorted(text for text, _ in behaviour.errors)
     assert failed == ["hang1", "raise1", "raise2"]
     assert any(isinstance(e, TimeoutError) for _, e in behaviour.errors)
     assert receiver.pending == 0 and receiver.active_conversations == 0
+    dead = {d.delivery_id: d for d in [d async for d in receiver.inbox.dead_letters()]}
+    assert sorted(d.attempts for d in dead.values()) == [attempts] * 3
+    assert sorted(d.last_error for d in dead.values()) == [
+        "RuntimeError: handler blew up on raise1",
+        "RuntimeError: handler blew up on raise2",
+        "timed out after 0.3s",
+    ]
+    assert (await receiver.inbox.stats()).pending == 0
 
 
 async def test_other_conversations_flow_while_one_hangs(http: aiohttp.ClientSession) -> None:
@@ -127,20 +158,24 @@ async def test_other_conversations_flow_while_one_hangs(http: aiohttp.ClientSess
     assert behaviour.handled["stuck"] == ["hang", "after-hang"]
 
 
+@pytest.mark.parametrize("retry", POLICIES)
 async def test_hanging_handlers_cannot_exhaust_the_concurrency_cap(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, retry: HandlerRetry
 ) -> None:
-    """With every slot taken by hanging handlers, the timeout frees them for the rest."""
+    """With every slot taken by hanging handlers, the timeout frees them for the rest (and a
+    handler waiting for its retry holds no slot)."""
     behaviour = Behaviour()
-    receiver = receiver_with(behaviour, handler_timeout=0.2, max_concurrency=2)
+    receiver = receiver_with(behaviour, handler_timeout=0.2, max_concurrency=2, retry=retry)
+    attempts = retry.max_attempts
     async with WebhookServer(receiver) as server:
         for cid in ("h1", "h2"):
             assert await post(http, server.url, message(cid, "hang")) == 200
         for i in range(10):
             assert await post(http, server.url, message(f"later-{i}", "ok")) == 200
-        assert await receiver.drain(timeout=5)
-    assert sorted(behaviour.cancelled) == ["h1/hang", "h2/hang"]
+        assert await receiver.drain(timeout=5 + attempts * 0.3)
+    assert sorted(behaviour.cancelled) == sorted(["h1/hang", "h2/hang"] * attempts)
     assert all(behaviour.handled[f"later-{i}"] == ["ok"] for i in range(10))
+    assert [text for text, _ in behaviour.errors] == ["hang", "hang"]
 
 
 async def test_after_handler_ack_maps_failures_to_500_and_recovers(
@@ -180,7 +215,7 @@ async def test_failing_request_handlers_answer_and_do_not_block(
             raise RuntimeError("escalation handler failed")
         if event.escalate_to == "hang":
             await gate.wait()
-        return event.escalate_to != "nobody"
+        return bool(event.escalate_to != "nobody")
 
     @receiver.on_action()
     async def action(call: Any, ctx: Any) -> list[Any]:

@@ -228,11 +228,12 @@ async def test_http_refusals_and_recovery(
     host, port, path = where(server)
     big = b'{"data":{"eventType":"sendMessage","text":"' + b"x" * 700_000 + b'"}}'
     tally = HostileTally()
-    for label, kwargs in {
+    cases: dict[str, dict[str, Any]] = {
         "announced-too-large": {"body": b"{}", "content_length": 10_000_000},
         "chunked-too-large": {"body": big, "chunked": True},
         "too-large": {"body": big},
-    }.items():
+    }
+    for label, kwargs in cases.items():
         body = kwargs.pop("body")
         answer = await raw_post(host, port, path, body, _signed(body, "application/json"), **kwargs)
         assert answer.status == 413, label
