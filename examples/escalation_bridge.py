@@ -37,8 +37,7 @@ async def team_online(check: TeamOnlineCheck, ctx: EventContext) -> bool:
 
 @bridge.on_widget_escalate()
 async def take_over(event: WidgetEscalate, ctx: EventContext) -> None:
-    assert ctx.session is not None and event.platform_conversation_id is not None
-    cid, widget = event.platform_conversation_id, ctx.session.widget
+    cid, widget = ctx.conversation_id, ctx.api.widget  # typed: no None checks needed
     print(f"desk> escalation to {event.escalate_to!r}: queueing the visitor")
     await widget.queue_update(cid, queue_position=1, waiting_time=1)
     await widget.escalation_success(cid, agent="Sam", agent_avatar="https://example.com/sam.png")
@@ -49,12 +48,11 @@ async def take_over(event: WidgetEscalate, ctx: EventContext) -> None:
 
 @bridge.on_widget_message()
 async def relay_to_agent(event: WidgetMessage, ctx: EventContext) -> None:
-    assert ctx.session is not None and event.platform_conversation_id is not None
     print(f"desk> visitor wrote: {event.text!r}")
     answer = "Sure, I moved your delivery to Saturday. Have a nice day!"
-    await ctx.session.widget.agent_message(event.platform_conversation_id, answer)
+    await ctx.api.widget.agent_message(ctx.conversation_id, answer)
     print(f"agent> {answer}")
-    await ctx.session.widget.agent_disconnect(event.platform_conversation_id)
+    await ctx.api.widget.agent_disconnect(ctx.conversation_id)
     print("desk> agent disconnected")
 
 

@@ -1,4 +1,4 @@
-"""The exception tree of ultimate_async (DESIGN §6).
+"""The exception tree of ultimate_async.
 
 Every exception a caller can see derives from :class:`UltimateError`, so one ``except`` clause
 catches them all.  Messages say which call failed and what the server said; they never contain

@@ -1,4 +1,4 @@
-"""The command line: ``demo``, ``listen``, ``send``, ``simulate``, ``trigger`` and ``replay``.
+"""The command line: demo, listen, send, simulate, trigger, replay and inbox.
 
 Heavy imports (aiohttp, the simulator) happen inside the commands, so ``--help`` is instant.
 Errors are one line on stderr; exit codes: 0 ok, 1 failure, 2 usage or configuration.
@@ -92,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "listen",
         help="print every verified webhook delivery as a JSON line",
         description="Serve a webhook receiver and print each verified delivery as one JSON line "
-        "(header values redacted) on stdout. Refused deliveries are logged on stderr. Requests "
-        "get neutral answers: isTeamOnline false, actions no results, escalations accepted. "
-        "Stop with Ctrl-C.",
+        "(credential-bearing headers redacted) on stdout. Refused deliveries are logged on "
+        "stderr. Requests get neutral answers: isTeamOnline false, actions no results, "
+        "escalations accepted. Stop with Ctrl-C.",
     )
     listen.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     listen.add_argument("--port", type=int, default=8080, help="port (default 8080, 0 = any)")

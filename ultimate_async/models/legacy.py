@@ -1,6 +1,6 @@
 """Replies of the legacy synchronous v2 APIs on chat.ultimate.ai, and how we read them.
 
-The documentation of these endpoints is thin (API_SPEC §3.5), so reading is tolerant: unknown
+The documentation of these endpoints is thin (``docs/platform.md``), so reading is tolerant: unknown
 keys are ignored and ``null`` reads as the field's default.  What does not fit at all (a list
 where an object belongs, text where a number belongs) raises ``ResponseDecodeError`` listing
 every field-level reason, instead of handing the caller a half-filled object.  These rules are

@@ -42,7 +42,7 @@ def _to_wire(self: MetaData | ActionResult) -> dict[str, Any]:
 class MetaData:
     """One session parameter sent with ``metaData``; ``sanitize=True`` marks PII.
 
-    ``sanitize`` goes on the wire only when ``True`` (DESIGN §8).
+    ``sanitize`` goes on the wire only when ``True``.
 
     :ivar key: The parameter's name, as dialogues and actions refer to it.
     :ivar value: Its value (the platform stores strings).

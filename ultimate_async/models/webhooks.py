@@ -1,4 +1,4 @@
-"""What the platform delivers to your webhook (DESIGN §4, API_SPEC §5).
+"""What the platform delivers to your webhook (the shapes are listed in ``docs/platform.md``).
 
 Frozen attrs classes with snake_case attributes; the camelCase wire names live in
 :mod:`ultimate_async.converter`.  The platform's payloads are loosely specified, so every field
