@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import re
 import shutil
 import subprocess
@@ -133,6 +134,8 @@ def count(row: Row, deliveries: int, warmup: int) -> dict[str, Any]:
 def measure(deliveries: int = 1000, warmup: int = 200, keys: Sequence[str] = ()) -> dict[str, Any]:
     if problem := valgrind_problem():
         return {"skipped": problem}
+    # The same string hashes in every server (dict layouts, so instruction counts, repeat).
+    os.environ.setdefault("PYTHONHASHSEED", "0")
     result: dict[str, Any] = {"deliveries": deliveries, "rows": {}}
     for row in ROWS:
         if keys and row.key not in keys:

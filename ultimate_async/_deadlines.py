@@ -1,31 +1,32 @@
-"""Deadlines for many short waits, with one loop timer per second instead of one per wait.
+"""Deadlines for many short waits, with one periodic check instead of a loop timer per wait.
 
 ``asyncio.timeout`` schedules (and cancels) a timer for every use; around each webhook body
 read that is a large share of an adapter's cost (``benchmarks/README.md``).  A body read that
-outlives its deadline is rare, so :class:`Deadlines` files each waiting task under the second
-its deadline falls in, keeps one timer per such second, and cancels what is still filed there
-when it fires.  Deadlines are thus up to one second late, which is fine for a timeout meant
-for stuck clients.
+outlives its deadline is rare, so :class:`Deadlines` only notes when each waiting task started
+(a dict store, removed again when it stops waiting) and, while any task waits, checks once a
+second for the late ones and cancels them.  Deadlines are thus up to one second late, which is
+fine for a timeout meant for stuck clients.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-from typing import Any
+import time
+from typing import Any, Final
 
 __all__ = ["Deadlines"]
 
-
-Key = tuple[asyncio.AbstractEventLoop, int]
+#: Seconds between two checks for late tasks (so: how late a deadline may be).
+_PERIOD: Final = 1.0
+_monotonic: Final = time.monotonic
 
 
 class Deadlines:
-    """Cancel a waiting task ``timeout`` seconds (rounded up to a whole second) after ``enter``.
+    """Cancel a task still waiting ``timeout`` seconds after :meth:`enter` (up to a second later).
 
     ::
 
-        key = deadlines.enter(task)
+        deadlines.enter(task)
         try:
             await something()
         except asyncio.CancelledError:
@@ -33,31 +34,30 @@ class Deadlines:
                 raise  # cancelled by someone else
             ...  # timed out
         finally:
-            deadlines.leave(key, task)
+            deadlines.leave(task)
     """
 
-    __slots__ = ("_buckets", "_expired", "timeout")
+    __slots__ = ("_checking", "_expired", "_since", "timeout")
 
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
-        self._buckets: dict[Key, set[asyncio.Task[Any]]] = {}
+        #: Waiting tasks and when they started waiting (``time.monotonic()``).
+        self._since: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
+        #: Loops with a check scheduled (tasks of several loops may wait, e.g. across tests).
+        self._checking: set[asyncio.AbstractEventLoop] = set()
 
-    def enter(self, task: asyncio.Task[Any]) -> Key | None:
+    def enter(self, task: asyncio.Task[Any]) -> None:
         if self.timeout is None:
-            return None
+            return
+        self._since[task] = _monotonic()
         loop = task.get_loop()
-        key = (loop, math.ceil(loop.time() + self.timeout))
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = set()
-            loop.call_at(key[1], self._expire, key)
-        bucket.add(task)
-        return key
+        if loop not in self._checking:
+            self._checking.add(loop)
+            loop.call_later(_PERIOD, self._check, loop)
 
-    def leave(self, key: Key | None, task: asyncio.Task[Any]) -> None:
-        if key is not None and (bucket := self._buckets.get(key)) is not None:
-            bucket.discard(task)
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        self._since.pop(task, None)
 
     def expired(self, task: asyncio.Task[Any]) -> bool:
         """Whether ``task``'s cancellation was its deadline (and then only that): un-cancels it."""
@@ -66,7 +66,21 @@ class Deadlines:
         self._expired.discard(task)
         return task.uncancel() == 0
 
-    def _expire(self, key: Key) -> None:
-        for task in self._buckets.pop(key, ()):
-            self._expired.add(task)
-            task.cancel()
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel ``loop``'s late tasks; check again in a second while some still wait."""
+        timeout = self.timeout
+        late = _monotonic() - (timeout if timeout is not None else 0.0)
+        waiting = False
+        for task, since in list(self._since.items()):
+            if task.get_loop() is not loop:
+                continue
+            if since <= late:
+                del self._since[task]
+                self._expired.add(task)
+                task.cancel()
+            else:
+                waiting = True
+        if waiting:
+            loop.call_later(_PERIOD, self._check, loop)
+        else:
+            self._checking.discard(loop)

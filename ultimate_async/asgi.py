@@ -109,7 +109,13 @@ class WebhookApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            path = scope["path"] if not scope.get("root_path") else _route_path(scope)
+            if path == self.path and scope["method"] == "POST":  # a delivery: the hot path
+                answered = await self._post(scope, receive, None)
+                if answered is not None:
+                    await _answer(send, answered[0], close=answered[1])
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":  # not ours: refuse the handshake (403 on the wire)
@@ -210,7 +216,7 @@ class WebhookApp:
         deadlines = self._deadlines
         task = asyncio.current_task()
         assert task is not None
-        key = deadlines.enter(task)
+        deadlines.enter(task)
         try:
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
@@ -225,7 +231,7 @@ class WebhookApp:
             log.debug("webhook body not received within %s s", deadlines.timeout)
             return BODY_TIMEOUT, True
         finally:
-            deadlines.leave(key, task)
+            deadlines.leave(task)
         if body is None:
             log.debug("webhook client disconnected while sending its body")
             return None

@@ -39,7 +39,7 @@ __all__ = [
     "handler_run",
     "inbox_gauge",
     "prometheus_exposition",
-    "recording",
+    "refresh",
     "reset",
     "use_opentelemetry",
 ]
@@ -163,6 +163,10 @@ _otel: _Otel | None = None
 _prom: _Prometheus | None = None
 _next_probe = 0.0
 _last_dead: int | None = None
+#: Whether anything records (an SDK found, or Prometheus enabled): a hot path may read this
+#: rather than enter a no-op :func:`handler_run`.  The receiver calls :func:`delivery` for every
+#: webhook, which looks for a global SDK (at most once a second), so it stays current.
+on = False
 _monotonic: Final = time.monotonic
 
 
@@ -188,11 +192,12 @@ def _sdk_providers() -> tuple[TracerProvider, MeterProvider] | None:
 def _probe() -> None:
     """Look for an OpenTelemetry SDK the application configured (the hooks call this when
     ``_next_probe`` is due, so at most once a second)."""
-    global _next_probe, _otel
+    global _next_probe, _otel, on
     _next_probe = _monotonic() + _PROBE_INTERVAL
     providers = _sdk_providers()
     if providers is not None:
         _otel = _Otel(*providers)
+        on = True
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -207,7 +212,7 @@ def use_opentelemetry(
     Use it for providers that are not global, or to start recording at a precise moment.
     Needs ``opentelemetry-api`` (``pip install 'ultimate_async[otel]'``): ``ImportError`` without.
     """
-    global _otel
+    global _otel, on
     try:
         from opentelemetry import metrics, trace
     except ImportError as exc:
@@ -218,6 +223,7 @@ def use_opentelemetry(
         tracer_provider if tracer_provider is not None else trace.get_tracer_provider(),
         meter_provider if meter_provider is not None else metrics.get_meter_provider(),
     )
+    on = True
 
 
 def enable_prometheus() -> None:
@@ -226,9 +232,10 @@ def enable_prometheus() -> None:
     Raises ``ImportError`` naming the extra when ``prometheus_client`` is not installed
     (``pip install 'ultimate_async[prometheus]'``), like every optional part of the package.
     """
-    global _prom
+    global _prom, on
     if _prom is None:
         _prom = _Prometheus()
+        on = True
 
 
 def prometheus_exposition() -> tuple[bytes, str]:
@@ -243,8 +250,9 @@ def prometheus_exposition() -> tuple[bytes, str]:
 
 def reset() -> None:
     """Forget providers and figures: back to "nothing configured" (for tests)."""
-    global _otel, _prom, _next_probe, _last_dead
+    global _otel, _prom, _next_probe, _last_dead, on
     _otel = _prom = None
+    on = False
     _next_probe = 0.0
     _last_dead = None
 
@@ -291,17 +299,15 @@ def delivery(
         span.end()
 
 
-def recording() -> bool:
-    """Whether the hooks record anything (an SDK found or Prometheus enabled).
+def refresh() -> bool:
+    """Look for a global SDK if the once-a-second look is due; return :data:`on`.
 
-    For a hot path that would otherwise enter :func:`handler_run`'s no-op context manager.
+    The receiver calls it when it starts, so that recovered entries run before the first
+    delivery are recorded too.
     """
-    if _otel is None:
-        if _monotonic() >= _next_probe:
-            _probe()
-        if _otel is None and _prom is None:
-            return False
-    return True
+    if _otel is None and _monotonic() >= _next_probe:
+        _probe()
+    return on
 
 
 def inbox_gauge(pending: int, dead: int) -> None:

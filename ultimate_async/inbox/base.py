@@ -22,7 +22,9 @@ import attrs
 __all__ = ["DeadLetter", "Inbox", "InboxEntry", "InboxStats"]
 
 
-@attrs.frozen
+# Not slotted: attrs then fills a frozen instance's ``__dict__`` directly instead of calling
+# ``object.__setattr__`` once per field, and one entry is made per delivery.
+@attrs.frozen(slots=False)
 class InboxEntry:
     """One stored notification, as the dispatcher receives it.
 

@@ -18,11 +18,12 @@ from typing import Final
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._loop import run, wait_for_signal
 from . import _serving
 from .receiver import WebhookReceiver
-from .response import BODY_TIMEOUT, TOO_LARGE, WebhookResponse
+from .response import ACK, BODY_TIMEOUT, TOO_LARGE, WebhookResponse
 
 __all__ = ["WebhookServer", "setup_webhook"]
 
@@ -31,11 +32,15 @@ log = logging.getLogger("ultimate_async.webhook")
 #: ``Content-Encoding`` values aiohttp decodes itself (the size cap applies to the decoded body).
 _DECODED: Final = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
 
+_ACK_HEADERS: Final = CIMultiDictProxy(CIMultiDict({"Content-Type": ACK.content_type}))
+
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
 
 def _response(answer: WebhookResponse) -> web.Response:
+    if answer is ACK:  # nearly every delivery: headers made once (copied by aiohttp)
+        return web.Response(headers=_ACK_HEADERS)
     content_type = answer.content_type
     if ";" not in content_type:  # ``body=None`` is aiohttp's cheaper path, same bytes on the wire
         return web.Response(

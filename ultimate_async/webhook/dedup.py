@@ -20,7 +20,7 @@ DedupKey = Callable[[Mapping[str, Any]], "str | None"]
 def default_dedup_key(raw: Mapping[str, Any]) -> str | None:
     """A non-empty ``messageId`` (in ``data`` for chat events, or at the top level), else None."""
     data = raw.get("data")
-    if isinstance(data, Mapping):
+    if type(data) is dict or isinstance(data, Mapping):  # (a parsed body holds dicts)
         key = data.get("messageId")
         if isinstance(key, str) and key:
             return key

@@ -137,6 +137,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         """Open the inbox (recovered entries come first) and start pumping it."""
+        telemetry.refresh()  # (handler runs read ``telemetry.on``)
         await self.inbox.start()
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._pump_entries())
@@ -235,7 +236,7 @@ class Dispatcher:
                 return True
         timeout = self.handler_timeout
         try:
-            if timeout is None and not telemetry.recording():  # the usual case, spelled out
+            if timeout is None and not telemetry.on:  # the usual case, spelled out
                 await handler(event, ctx)
             else:
                 with telemetry.handler_run(ctx.kind, ctx.platform_conversation_id, ctx.attempt):

@@ -120,9 +120,11 @@ class SharedSecretHeader(Verifier):
     def verify(
         self, body: bytes, headers: Mapping[str, str], *, path_token: str | None = None
     ) -> None:
-        value = _header(headers, self.header)
+        value = headers.get(self.header)  # found at once in a case-insensitive mapping
         if value is None:
-            raise SignatureError(f"missing {self.header} header")
+            value = _header(headers, self.header)
+            if value is None:
+                raise SignatureError(f"missing {self.header} header")
         value = value.strip()
         if value[:7].lower() == "bearer ":
             value = value[7:].lstrip()
