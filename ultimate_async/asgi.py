@@ -178,7 +178,8 @@ class WebhookApp:
                 token = rest if rest and not any(c in rest for c in "/{}") else None
             if token is None:
                 if path == self.metrics_path and scope["method"] in ("GET", "HEAD"):
-                    await _answer(send, _serving.metrics(), head=scope["method"] == "HEAD")
+                    answer = await _serving.metrics(self.receiver)
+                    await _answer(send, answer, head=scope["method"] == "HEAD")
                 else:
                     await _answer(send, _serving.NOT_FOUND)
                 return

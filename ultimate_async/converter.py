@@ -14,7 +14,7 @@ with one policy:
   never quote values.
 
 Chat events are dispatched on their ``eventType`` tag (an unknown one becomes
-:class:`UnknownChatEvent`); the flat shapes are told apart by their keys (API_SPEC §4).
+:class:`UnknownChatEvent`); the flat shapes are told apart by their keys (``docs/platform.md``).
 No aiohttp in here: the receiver core, the legacy client and the simulator share this module.
 """
 
@@ -279,7 +279,7 @@ def _model_hook(cls: Any, conv: cattrs.Converter) -> _Hook:
 
 
 def _model_unhook(cls: Any, conv: cattrs.Converter) -> Callable[[Any], dict[str, Any]]:
-    """Wire names out; ``None`` fields omitted (DESIGN §8)."""
+    """Wire names out; ``None`` fields omitted (the platform has no use for explicit nulls)."""
     renames: dict[str, Any] = {
         name: override(rename=_wire_name(cls, name))
         for name in attrs.fields_dict(cls)

@@ -1,9 +1,9 @@
 """Metrics and traces for operators: OpenTelemetry (extra ``otel``) and Prometheus (``prometheus``).
 
 The receiver calls :func:`delivery` and :func:`handler_run` for every webhook, the transport
-:func:`api_call` for every API call, the dispatcher :func:`inbox_gauge`.  Those hooks sit on hot
-paths, so when nothing is configured each one is a clock read and a few global lookups: no
-span, no dictionary, no allocation.  Two things switch them on:
+:func:`api_call` for every API call, the dispatcher :func:`inbox_gauge` at each dead letter.
+Those hooks sit on hot paths, so when nothing is configured each one is a clock read and a few
+global lookups: no span, no dictionary, no allocation.  Two things switch them on:
 
 * an OpenTelemetry SDK configured by the application (``set_tracer_provider`` /
   ``set_meter_provider``).  We depend only on ``opentelemetry-api``; the global providers are
@@ -17,18 +17,29 @@ handful of values each.  A conversation id is a span attribute only (unbounded c
 ruin a metrics backend), and nothing a caller sends (texts, metadata, ``sanitize=True`` values,
 secrets) is ever recorded.  Exceptions are recorded by type name only: their messages may quote
 what a server echoed back.
+
+The inbox figures (pending entries, dead letters) are current counts, not tallies: asking an
+inbox costs a storage round trip, so they are never read per delivery.  They are read when they
+are looked at instead: each Prometheus scrape calls :func:`refresh_inbox` before rendering, and
+the OpenTelemetry observable gauges report the figures last stored (by a scrape, a dead letter,
+or your own :func:`refresh_inbox`), since an OpenTelemetry callback cannot await the inbox.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Span, TracerProvider
+
+    from .inbox.base import Inbox
 
 __all__ = [
     "PROMETHEUS_NAMES",
@@ -40,12 +51,18 @@ __all__ = [
     "inbox_gauge",
     "prometheus_exposition",
     "refresh",
+    "refresh_inbox",
     "reset",
     "use_opentelemetry",
 ]
 
 #: Instrumentation scope (OpenTelemetry meter and tracer name).
 SCOPE: Final = "ultimate_async"
+
+#: How long a scrape waits for ``inbox.stats()`` before serving the last figures instead.
+INBOX_STATS_TIMEOUT: Final = 1.0
+
+log = logging.getLogger(__name__)
 
 #: The Prometheus metric families, by the OpenTelemetry instrument they mirror.
 PROMETHEUS_NAMES: Final[dict[str, str]] = {
@@ -87,11 +104,23 @@ class _Otel:
         self.handler_duration = meter.create_histogram(
             "ultimate.webhook.handler.duration", "s", "Handler run time by kind and outcome"
         )
-        self.pending = meter.create_gauge(
-            "ultimate.inbox.pending", "{entry}", "Inbox entries waiting for a handler"
+        from opentelemetry.metrics import Observation
+
+        # Observable: the SDK asks at each collection, and gets the figures last stored.
+        def pending(options: CallbackOptions) -> Iterable[Observation]:
+            return () if _inbox is None else (Observation(_inbox[0]),)
+
+        def dead_letters(options: CallbackOptions) -> Iterable[Observation]:
+            return () if _inbox is None else (Observation(_inbox[1]),)
+
+        meter.create_observable_gauge(
+            "ultimate.inbox.pending", [pending], "{entry}", "Inbox entries waiting for a handler"
         )
-        self.dead_letters = meter.create_counter(
-            "ultimate.inbox.dead_letters", "{entry}", "Inbox entries that gave up retrying"
+        meter.create_observable_gauge(
+            "ultimate.inbox.dead_letters",
+            [dead_letters],
+            "{entry}",
+            "Dead letters in the inbox now (a purge or replay lowers it)",
         )
         self.api_requests = meter.create_counter(
             "ultimate.api.requests", "{request}", "API attempts by call and HTTP status"
@@ -134,8 +163,12 @@ class _Prometheus:
         self.pending = prom.Gauge(
             "ultimate_inbox_pending", "Inbox entries waiting for a handler", registry=reg
         )
-        self.dead_letters = prom.Counter(
-            "ultimate_inbox_dead_letters", "Inbox entries that gave up retrying", registry=reg
+        # A gauge despite the ``_total`` suffix (the documented name): the dead letters held
+        # now, which a purge or a replay lowers.
+        self.dead_letters = prom.Gauge(
+            "ultimate_inbox_dead_letters_total",
+            "Dead letters in the inbox now (a purge or replay lowers it)",
+            registry=reg,
         )
         self.api_requests = prom.Counter(
             "ultimate_api_requests",
@@ -162,7 +195,8 @@ class _Prometheus:
 _otel: _Otel | None = None
 _prom: _Prometheus | None = None
 _next_probe = 0.0
-_last_dead: int | None = None
+#: The inbox's ``(pending, dead)`` as last reported; ``None`` before the first report.
+_inbox: tuple[int, int] | None = None
 #: Whether anything records (an SDK found, or Prometheus enabled): a hot path may read this
 #: rather than enter a no-op :func:`handler_run`.  The receiver calls :func:`delivery` for every
 #: webhook, which looks for a global SDK (at most once a second), so it stays current.
@@ -250,11 +284,11 @@ def prometheus_exposition() -> tuple[bytes, str]:
 
 def reset() -> None:
     """Forget providers and figures: back to "nothing configured" (for tests)."""
-    global _otel, _prom, _next_probe, _last_dead, on
+    global _otel, _prom, _next_probe, _inbox, on
     _otel = _prom = None
     on = False
     _next_probe = 0.0
-    _last_dead = None
+    _inbox = None
 
 
 # -- hooks ---------------------------------------------------------------------------------------
@@ -311,27 +345,36 @@ def refresh() -> bool:
 
 
 def inbox_gauge(pending: int, dead: int) -> None:
-    """Report the inbox's current ``pending`` entries and ``dead`` letters.
+    """Report the inbox's ``pending`` entries and ``dead`` letters as they are now.
 
-    ``dead`` is the dead-letter count now; the metric is a counter of dead letters seen, so it
-    grows by the increase since the last report (a purge lowers nothing).
+    Both figures replace the previous ones (a purge lowers ``dead``).  The OpenTelemetry gauges
+    read what was stored here at their next collection.
     """
-    global _last_dead
-    if _otel is None:
-        if _monotonic() >= _next_probe:
-            _probe()
-        if _otel is None and _prom is None:
-            return
-    grown = dead - _last_dead if _last_dead is not None else dead
-    _last_dead = dead
+    global _inbox
+    _inbox = (pending, dead)
+    if _otel is None and _monotonic() >= _next_probe:
+        _probe()
     if _prom is not None:
         _prom.pending.set(pending)
-        if grown > 0:
-            _prom.dead_letters.inc(grown)
-    if _otel is not None:
-        _otel.pending.set(pending)
-        if grown > 0:
-            _otel.dead_letters.add(grown)
+        _prom.dead_letters.set(dead)
+
+
+async def refresh_inbox(inbox: Inbox, timeout: float = INBOX_STATS_TIMEOUT) -> bool:  # noqa: ASYNC109
+    """Ask ``inbox`` for its figures now and report them (:func:`inbox_gauge`).
+
+    Every ``metrics_path`` scrape calls this.  Without Prometheus, call it from a periodic task
+    of your own for OpenTelemetry gauges that move between dead letters.  A slow or unavailable
+    inbox (``timeout`` seconds) must not fail the scrape: the last figures stay, a DEBUG line
+    says why, and the result is ``False``.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            stats = await inbox.stats()
+    except Exception:
+        log.debug("inbox figures not refreshed, the last ones stay", exc_info=True)
+        return False
+    inbox_gauge(stats.pending, stats.dead)
+    return True
 
 
 class _NoRun:

@@ -1,4 +1,4 @@
-"""OpenTelemetry and Prometheus: the names, labels and counts DESIGN §10 promises."""
+"""OpenTelemetry and Prometheus: the names, labels and counts the README promises."""
 
 from __future__ import annotations
 
@@ -164,21 +164,21 @@ async def test_handler_runs_record_duration_outcome_and_a_current_span(
     assert prometheus.types["ultimate_webhook_handler_duration_seconds"] == "histogram"
 
 
-def test_inbox_gauge_reports_pending_and_counts_dead_letters(
+def test_inbox_gauge_reports_the_current_pending_and_dead_letter_counts(
     otel: Otel, prometheus: Prometheus
 ) -> None:
+    assert otel.values("ultimate.inbox.pending") == {}  # nothing reported: no made-up zero
     telemetry.inbox_gauge(pending=7, dead=0)
     telemetry.inbox_gauge(pending=3, dead=2)
-    telemetry.inbox_gauge(pending=4, dead=2)  # nothing new died
-    telemetry.inbox_gauge(pending=0, dead=0)  # dead letters purged: the counter keeps its total
-    telemetry.inbox_gauge(pending=1, dead=1)  # one more
+    telemetry.inbox_gauge(pending=0, dead=0)  # dead letters purged: the figure drops
+    telemetry.inbox_gauge(pending=1, dead=1)
     samples = prometheus.scrape()
     assert samples[("ultimate_inbox_pending", ())] == 1
-    assert samples[("ultimate_inbox_dead_letters_total", ())] == 3
+    assert samples[("ultimate_inbox_dead_letters_total", ())] == 1
     assert prometheus.types["ultimate_inbox_pending"] == "gauge"
-    assert prometheus.types["ultimate_inbox_dead_letters"] == "counter"
+    assert prometheus.types["ultimate_inbox_dead_letters_total"] == "gauge"
     assert otel.values("ultimate.inbox.pending") == {(): 1}
-    assert otel.values("ultimate.inbox.dead_letters") == {(): 3}
+    assert otel.values("ultimate.inbox.dead_letters") == {(): 1}
 
 
 def test_the_exposition_uses_design_names_and_the_standard_content_type(

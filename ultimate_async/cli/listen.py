@@ -1,6 +1,6 @@
 """``listen``: see what the platform really sends, one JSON line per verified delivery.
 
-The platform documents no signing scheme (API_SPEC §6); running this against the dashboard's
+The platform documents no signing scheme; running this against the dashboard's
 webhook URL shows which headers arrive.  Credential-bearing header values (authorization,
 cookies, signatures, tokens, secrets, API keys) are redacted to their length, and so are action
 parameters marked ``sanitize``; everything else is shown as it came, so the output can be pasted

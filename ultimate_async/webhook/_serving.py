@@ -50,19 +50,26 @@ def health(receiver: Any) -> WebhookResponse:
     return SHUTTING_DOWN if receiver.closing else HEALTHY
 
 
-def metrics() -> WebhookResponse:
+async def metrics(receiver: Any) -> WebhookResponse:
     """The Prometheus text exposition of the SDK's figures (``ultimate_async.telemetry``).
 
-    Imported on first use: serving metrics is optional and must not cost an import otherwise.
+    The inbox figures are read from ``receiver.inbox`` now, so a scrape shows the backlog and
+    the dead letters as they are rather than as they were at the last dead letter; a slow or
+    unavailable inbox leaves the last figures (see ``telemetry.refresh_inbox``).  Imported on
+    first use: serving metrics is optional and must not cost an import otherwise.
     """
     try:
-        from ..telemetry import prometheus_exposition
+        from .. import telemetry
     except ImportError:
         return METRICS_UNAVAILABLE
     try:
-        body, content_type = prometheus_exposition()
+        telemetry.enable_prometheus()
     except ImportError:  # the telemetry module is there, prometheus_client is not
         return METRICS_UNAVAILABLE
+    inbox = getattr(receiver, "inbox", None)
+    if inbox is not None:
+        await telemetry.refresh_inbox(inbox)
+    body, content_type = telemetry.prometheus_exposition()
     return WebhookResponse(200, body, content_type)
 
 

@@ -201,7 +201,7 @@ def setup_webhook(
         _serving.start_metrics()
 
         async def metrics(request: web.Request) -> web.StreamResponse:
-            return _response(_serving.metrics())
+            return _response(await _serving.metrics(receiver))
 
         app.router.add_get(metrics_path, metrics)
 

@@ -2,8 +2,8 @@
 
 The platform waits on these deliveries for its answer, so they are never stored nor retried:
 the decision handler runs within ``request_timeout`` and its return value becomes the HTTP
-response (DESIGN §3 step 4).  ``handler_timeout`` does not apply here: it bounds notification
-handlers, which run after the answer.
+response (step 3 of "A delivery" in ``docs/architecture.md``).  ``handler_timeout`` does not
+apply here: it bounds notification handlers, which run after the answer.
 """
 
 from __future__ import annotations

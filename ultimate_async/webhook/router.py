@@ -96,7 +96,7 @@ KIND_OF: Final[dict[type[Any], str]] = {
     UnknownChatEvent: "unknown",
     UnknownWebhook: "unknown",
 }
-#: Kinds whose HTTP answer is decided by the handler (API_SPEC §4 "Synchronous exceptions").
+#: Kinds whose HTTP answer is decided by the handler (the platform waits for it).
 REQUEST_KINDS: Final = frozenset({"escalate", "team_online", "action"})
 ERROR_KIND: Final = "error"
 

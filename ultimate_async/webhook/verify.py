@@ -1,6 +1,6 @@
 """Webhook verifiers: decide whether a delivery really comes from the platform.
 
-Ultimate documents no signing scheme (API_SPEC §6), so the receiver makes you pick one
+Ultimate documents no signing scheme (``docs/platform.md``), so the receiver makes you pick one
 explicitly.  Every verifier checks the *raw* body bytes and headers before anything is parsed,
 compares in constant time, accepts several secrets at once (rotation), and also implements the
 sender's side (:meth:`~Verifier.authenticate`) so the simulator and tests sign exactly what the
