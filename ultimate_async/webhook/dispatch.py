@@ -24,6 +24,7 @@ without an inbox entry: they are run once, and their failure is reported, not re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from datetime import UTC, datetime
@@ -82,7 +83,6 @@ class Dispatcher:
         pump_lost: Callable[[], None],
     ) -> None:
         self.inbox = inbox
-        self._shared = bool(getattr(inbox, "shared", False))
         self.retry = retry
         self.executor: KeyedExecutor[Job] = KeyedExecutor(
             self._run, max_concurrency, sleep=retry.sleep
@@ -101,6 +101,10 @@ class Dispatcher:
         self._pump: asyncio.Task[None] | None = None
         self._pump_lost = pump_lost
         self._stopping = False
+        #: Entries the inbox held when it (re)started that the pump has not taken yet (a
+        #: non-shared inbox hands them out before anything new, see ``Inbox``): ``drain()``
+        #: waits for them, ``pending`` counts them.
+        self.recovered = 0
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -135,12 +139,31 @@ class Dispatcher:
     ) -> None:
         self.executor.submit(key, job, waiter)
 
+    @property
+    def shared(self) -> bool:
+        """The inbox may hand what this process puts to another one (read each time: a
+        ``SqliteInbox`` becomes shared when another process holds its consumer lock)."""
+        return bool(getattr(self.inbox, "shared", False))
+
     async def start(self) -> None:
         """Open the inbox (recovered entries come first) and start pumping it."""
         telemetry.refresh()  # (handler runs read ``telemetry.on``)
         await self.inbox.start()
+        if self._pump is None:  # a fresh start: count what the inbox kept for us
+            self.recovered = await self._backlog()
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._pump_entries())
+
+    async def _backlog(self) -> int:
+        """How many entries a just-started, non-shared inbox will hand out first (those it
+        kept from before); a shared inbox hands its backlog to whichever replica holds it."""
+        if self.shared:
+            return 0
+        try:
+            return max(0, (await self.inbox.stats()).pending)
+        except Exception:
+            log.debug("could not count the inbox's recovered entries", exc_info=True)
+            return 0
 
     async def _pump_entries(self) -> None:
         inbox = self.inbox
@@ -157,6 +180,8 @@ class Dispatcher:
                 log.exception("reading the inbox failed; trying again in 1s")
                 await asyncio.sleep(1.0)
                 continue
+            if self.recovered:  # the first entries handed out are the recovered ones
+                self.recovered -= 1
             known = carried.pop(entry.delivery_id, None)
             if known is None:
                 # Recovered, another replica's, or handed out before its put() returned here
@@ -168,32 +193,42 @@ class Dispatcher:
                 submit(entry.conversation_id, (None, None, None, entry))
             else:
                 submit(entry.conversation_id, (known[2], known[0], known[1], entry))
-            if not carried and self._carried_empty is not None:
+            if not carried and not self.recovered and self._carried_empty is not None:
                 self._carried_empty.set()
 
     # -- settling -----------------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
-        """Jobs queued or running, and entries put here that the pump has not taken yet."""
-        if self._shared:
+        """Jobs queued or running, and entries put here or recovered at start that the pump
+        has not taken yet (a shared inbox: only what this replica has taken)."""
+        if self.shared:
             return self.executor.pending
-        return self.executor.pending + len(self.carried)
+        return self.executor.pending + len(self.carried) + self.recovered
+
+    def _unpumped(self) -> bool:
+        return bool(self.carried or self.recovered) and not self.shared
 
     async def wait_pumped(self, timeout: float | None) -> bool:  # noqa: ASYNC109
-        """Wait until the pump took every entry put here; ``False`` on timeout.
+        """Wait until the pump took every entry put here or recovered at start; ``False``
+        on timeout.
 
-        A shared inbox may hand them to another replica: then there is nothing to wait for.
+        A shared inbox may hand them to another replica: then there is nothing to wait for
+        (checked again every quarter second: a ``SqliteInbox`` may become shared meanwhile).
         """
-        if not self.carried or self._shared:
+        if not self._unpumped():
             return True
-        if self._carried_empty is None or self._carried_empty.is_set():
-            self._carried_empty = asyncio.Event()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._carried_empty.wait()
-        except TimeoutError:
-            return not self.carried
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._unpumped():
+            if self._carried_empty is None or self._carried_empty.is_set():
+                self._carried_empty = asyncio.Event()
+            wait = 0.25 if deadline is None else min(0.25, deadline - loop.time())
+            if wait <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._carried_empty.wait()
         return True
 
     async def stop(self) -> int:
@@ -206,6 +241,7 @@ class Dispatcher:
             self._stopping = False
             self._pump = None
         left = await self.executor.cancel_all()
+        self.recovered = 0
         self.carried.clear()
         self.early.clear()
         self._retrying.clear()

@@ -95,7 +95,11 @@ class Lifecycle:
             self.open = True
 
     async def drain(self, timeout: float | None) -> bool:  # noqa: ASYNC109
-        """Wait until handlers, requests, background tasks and announcements all settled."""
+        """Wait until handlers, requests, background tasks and announcements all settled.
+
+        Handlers include those of entries the inbox kept from before :meth:`start`: right
+        after a restart they are not queued yet, but they are this replica's work to finish.
+        """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
 

@@ -5,6 +5,9 @@ Per delivery (DESIGN §3): verify the raw bytes (401) → parse (400) → *reque
 (:mod:`.answers`); *notifications* of a conversation another replica holds are forwarded there
 (:mod:`.membership`), the others are stored in the inbox, de-duplicated by the same step, and
 acknowledged; the dispatcher runs them in per-conversation order with retries (:mod:`.dispatch`).
+With an inbox shared by the replicas (``RedisInbox``) a notification is always stored by the
+replica that received it, before the ``200``, and the holder only gets an observation copy for
+its ``register()`` observer: a holder dying with the copy in hand loses nothing acknowledged.
 ``ack="after_handler"`` runs the handler before answering instead, without storing.
 Start and shutdown are :mod:`.lifecycle`'s.  This module is the pipeline and the public face.
 
@@ -317,7 +320,8 @@ class WebhookReceiver(Router):
 
     @property
     def pending(self) -> int:
-        """Handlers queued or running (requests and background tasks included)."""
+        """Handlers queued or running (requests and background tasks included), and entries
+        recovered from a non-shared inbox at start that are still to run."""
         return self._dispatcher.pending + self._answers.in_flight + len(self._background)
 
     @property
@@ -336,7 +340,9 @@ class WebhookReceiver(Router):
     async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait for queued and running handlers, still accepting deliveries.
 
-        Returns ``False`` when ``timeout`` ran out first.
+        That includes the entries a non-shared inbox kept from before :meth:`start` (recovered
+        first); with a shared inbox, what this replica has taken.  Returns ``False`` when
+        ``timeout`` ran out first.
         """
         return await self._life.drain(timeout)
 
@@ -385,7 +391,9 @@ class WebhookReceiver(Router):
         first, else catch-all) still run for the same notifications, and it never decides a
         request's answer.  With ``exclusive=True`` it takes the catch-all handlers' place for
         this conversation's notifications (a conversation-specific handler still wins), and is
-        then retried like a handler.  A second registration for the conversation raises
+        then retried like a handler; not with an inbox shared by replicas (``RedisInbox``),
+        where the replica owning the conversation's partition runs the kind handlers and the
+        registration observes.  A second registration for the conversation raises
         :class:`~ultimate_async.errors.HandlerConflictError` unless ``replace=True``.
         """
         if not isinstance(conversation_id, str) or not conversation_id:
@@ -402,14 +410,19 @@ class WebhookReceiver(Router):
     def _notification_handler(
         self, kind: str, conversation_id: str | None
     ) -> Callable[..., Awaitable[Any]] | None:
-        """Conversation-specific handler, else an exclusive registration, else the catch-all."""
+        """Conversation-specific handler, else an exclusive registration, else the catch-all.
+
+        With a shared inbox a registration only observes (its replica may not own the entry's
+        partition, and runs it as an observation copy either way), so it never replaces the
+        catch-all there: running it from the inbox too would run it twice.
+        """
         handlers = self._handlers
         if conversation_id is not None:
             handler = handlers.get((kind, conversation_id, None))
             if handler is not None:
                 return handler
             registration = self._registrations.get(conversation_id)
-            if registration is not None and registration.exclusive:
+            if registration is not None and registration.exclusive and not self._dispatcher.shared:
                 return registration.handler
         return handlers.get((kind, None, None))
 
@@ -487,6 +500,8 @@ class WebhookReceiver(Router):
             telemetry.delivery(kind, "accepted")
             return await self._answers.answer(kind, event, ctx)
         if conversation_id is not None and self._forwards and conversation_id not in self._holds:
+            if self._dispatcher.shared:
+                return await self._store_then_forward(kind, conversation_id, event, raw, headers)
             try:
                 forwarded = await self._bus.forward(conversation_id, raw)
             except BackendUnavailableError:
@@ -540,6 +555,47 @@ class WebhookReceiver(Router):
             self._background,
         )
         self._dispatcher.stored(stored, event, ctx, handler)
+        telemetry.delivery(kind, "accepted")
+        return r.ACK
+
+    async def _store_then_forward(
+        self,
+        kind: str,
+        conversation_id: str,
+        event: Webhook,
+        raw: Mapping[str, Any],
+        headers: Mapping[str, str],
+    ) -> WebhookResponse:
+        """A notification of a conversation this replica does not hold, with a shared inbox.
+
+        Stored first (the ``200`` promises it is), so whichever replica owns its partition runs
+        its kind handlers; the holder, if another replica holds it, then gets an observation
+        copy for its ``register()`` observer or ``Conversation`` waiter.  That copy is best
+        effort: the event is safe in the inbox whatever happens to it.
+        """
+        key = None if self._dedup_off else self._dedup_key(raw)
+        try:
+            stored = await self._put(
+                conversation_id=conversation_id, kind=kind, raw=raw, dedup_key=key
+            )
+        except Exception as exc:
+            return self._not_stored(exc, kind, conversation_id)
+        if stored is None:  # stored (and forwarded) when it first came
+            log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
+            telemetry.delivery(kind, "duplicate")
+            return r.ACK
+        delivery_id = stored if isinstance(stored, str) else stored.delivery_id
+        ctx = self._context(conversation_id, raw, key, headers, kind, False, delivery_id)
+        self._dispatcher.stored(stored, event, ctx, None)  # (its handler is found when it runs)
+        try:
+            await self._bus.forward(conversation_id, raw)
+        except Exception:
+            log.debug(
+                "could not forward an observation copy of a stored %s event (conversation %s)",
+                kind,
+                conversation_id,
+                exc_info=True,
+            )
         telemetry.delivery(kind, "accepted")
         return r.ACK
 
@@ -739,7 +795,9 @@ class WebhookReceiver(Router):
             log.warning("forwarded event refused: %s", "; ".join(exc.errors))
             return
         kind = KIND_OF[type(event)]
-        if kind in REQUEST_KINDS:  # the receiving replica answered; we only observe
+        # The receiving replica answered a request, and stored a notification in a shared
+        # inbox (its partition's owner runs the kind handlers): we only observe.
+        if kind in REQUEST_KINDS or self._dispatcher.shared:
             ctx = self._context(conversation_id, raw, None, EMPTY_HEADERS, kind, True, None)
             self._observe_here(conversation_id, event, ctx)
             return
