@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import os
 import site
+import socket
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -165,3 +166,14 @@ def mock_api() -> Iterator[Any]:
     local = ["http://127.0.0.1", "http://localhost"]
     with _aioresponses_pkg.aioresponses(passthrough=local) as mocked:
         yield mocked
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """A 127.0.0.1 URL whose port is bound but not listening: connections are refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()

@@ -19,10 +19,22 @@ import attrs
 
 from .errors import APIConnectionError, APIError, APIStatusError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "jittered_backoff"]
 
 #: Statuses the server uses to say "not processed, try again later".
 _SAFE_STATUSES = frozenset({429, 503})
+
+
+def jittered_backoff(n: int, base: float, cap: float, random: Callable[[], float]) -> float:
+    """``min(cap, base * 2**n)`` scaled by a jitter factor in ``[0.5, 1.0)``.
+
+    The one backoff formula of the package: API retries (:class:`RetryPolicy`) and handler
+    retries (:class:`~ultimate_async.inbox.HandlerRetry`) both wait this long, so that many
+    clients or conversations failing on the same outage do not retry in lockstep.  The exponent
+    is capped: ``2.0**n`` overflows a float past ``n = 1023``, and the cap applies anyway.
+    """
+    ceiling = min(cap, base * (2.0 ** min(max(n, 0), 64)))
+    return ceiling * (0.5 + random() / 2.0)
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -60,8 +72,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before the ``retry``-th retry (0-based) when the server gave no hint."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2.0**retry))
-        return ceiling * (0.5 + self.random() / 2.0)
+        return jittered_backoff(retry, self.backoff_base, self.backoff_max, self.random)
 
     def is_retryable(self, error: APIError, *, request_sent: bool) -> bool:
         """Whether ``error`` may be retried at all under this policy.

@@ -4,7 +4,6 @@ OpenTelemetry SDK / Prometheus registry switched on for one test at a time."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -52,17 +51,6 @@ async def platform(aiohttp_server: AiohttpServer) -> AsyncIterator[Platform]:
     server = await aiohttp_server(app)
     fake.url = str(server.make_url("")).rstrip("/")
     yield fake
-
-
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A 127.0.0.1 URL whose port is bound but not listening: connections are refused."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        sock.close()
 
 
 class FakeClock:

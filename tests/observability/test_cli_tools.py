@@ -226,9 +226,11 @@ async def test_listen_saves_verified_deliveries_and_replay_resends_them(
         assert banner.startswith("listening on http://127.0.0.1:"), banner
         listen_url = banner.split()[2]
         verifier = HmacSignature(SECRET)
+        action = make_action_call("conv-r", "lookup", {"order": "A-1", "card": "4111-1111"})
+        action["data"][1]["sanitize"] = True  # personal data: never printed nor saved
         payloads = [
             make_bot_message("conv-r", "first"),
-            make_action_call("conv-r", "lookup", {"order": "A-1"}),
+            action,
             make_bot_message("conv-r", "second"),
         ]
         async with aiohttp.ClientSession() as http:
@@ -252,6 +254,8 @@ async def test_listen_saves_verified_deliveries_and_replay_resends_them(
     assert first["x-request-id"] == "req-42"
     assert first["x-ultimate-timestamp"].isdigit()
     assert SECRET not in saved.read_text()
+    assert [p["value"] for p in lines[1]["body"]["data"]] == [["A-1"], "<sanitized>"]
+    assert "4111-1111" not in saved.read_text()
 
     # Replay into another receiver with another verifier: re-signed, in order.
     async for served in serve(SharedSecretHeader("replay-target-secret")):

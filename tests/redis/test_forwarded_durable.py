@@ -22,6 +22,7 @@ from attrs import define, field
 from ultimate_async.bus import Deliver
 from ultimate_async.errors import BackendUnavailableError
 from ultimate_async.redis import RedisEventBus, RedisInbox
+from ultimate_async.testing import make_bot_message
 from ultimate_async.webhook import (
     EventContext,
     SharedSecretHeader,
@@ -98,14 +99,7 @@ async def make_replica(redis_server: RedisServer) -> AsyncIterator[MakeReplica]:
 
 
 async def post(replica: Replica, cid: str, text: str) -> int:
-    data = {
-        "eventType": "sendMessage",
-        "platformConversationId": cid,
-        "type": "text",
-        "text": text,
-        "messageId": f"{cid}/{text}",
-    }
-    body = json.dumps({"botId": "618a30beee4e8e87d2f94015", "channel": "chat", "data": data})
+    body = json.dumps(make_bot_message(cid, text, message_id=f"{cid}/{text}"))
     async with (
         aiohttp.ClientSession() as http,
         http.post(

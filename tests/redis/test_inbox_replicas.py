@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from ultimate_async.inbox import HandlerRetry
 from ultimate_async.redis import RedisInbox
+from ultimate_async.testing import make_bot_message
 from ultimate_async.webhook import (
     EventContext,
     SharedSecretHeader,
@@ -86,16 +87,7 @@ async def replicas(redis_server: RedisServer) -> AsyncIterator[list[ReceiverProc
 
 
 def message(cid: str, text: str) -> bytes:
-    data = {
-        "eventType": "sendMessage",
-        "platformConversationId": cid,
-        "type": "text",
-        "text": text,
-        "messageId": f"{cid}/{text}",
-    }
-    return json.dumps(
-        {"botId": "618a30beee4e8e87d2f94015", "channel": "chat", "data": data}
-    ).encode()
+    return json.dumps(make_bot_message(cid, text, message_id=f"{cid}/{text}")).encode()
 
 
 async def test_a_replica_killed_mid_load_loses_no_acknowledged_delivery(

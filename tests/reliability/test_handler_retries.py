@@ -18,19 +18,13 @@ import aiohttp
 import pytest
 
 from ultimate_async.inbox import HandlerRetry, Inbox, InboxStats, MemoryInbox, SqliteInbox
+from ultimate_async.testing import make_bot_message
 from ultimate_async.webhook import WebhookReceiver, WebhookServer
 from ultimate_async.webhook.verify import NoVerification
 
 
 def message(cid: str, text: str) -> bytes:
-    data = {
-        "eventType": "sendMessage",
-        "platformConversationId": cid,
-        "type": "text",
-        "text": text,
-        "messageId": f"{cid}/{text}",
-    }
-    return json.dumps({"botId": "b", "data": data}).encode()
+    return json.dumps(make_bot_message(cid, text, message_id=f"{cid}/{text}")).encode()
 
 
 class GatedSleep:

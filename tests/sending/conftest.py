@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -77,17 +76,6 @@ async def platform(aiohttp_server: AiohttpServer) -> AsyncIterator[FakePlatform]
     fake.url = str(server.make_url("")).rstrip("/")
     yield fake
     fake.release.set()  # let stalled handlers finish so the server shuts down promptly
-
-
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A 127.0.0.1 URL whose port is bound but not listening: connections are refused."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        sock.close()
 
 
 class SleepRecorder:

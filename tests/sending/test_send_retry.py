@@ -36,6 +36,7 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
     high = RetryPolicy(backoff_base=0.5, backoff_max=3.0, random=lambda: 0.999999)
     assert [low.backoff(n) for n in range(5)] == [0.25, 0.5, 1.0, 1.5, 1.5]
     assert [round(high.backoff(n), 3) for n in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert high.backoff(10_000) == pytest.approx(3.0, rel=1e-3)  # no overflow far out
 
 
 def test_defaults_match_the_contract() -> None:

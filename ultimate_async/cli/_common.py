@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, NoReturn, TypeVar
 
 from .. import _loop
@@ -14,6 +14,7 @@ __all__ = [
     "EXIT_USAGE",
     "CommandError",
     "UsageError",
+    "mask_sanitized",
     "run",
     "wait_for_signal",
 ]
@@ -58,6 +59,22 @@ def one_line(error: BaseException) -> str:
     """An exception as one line: no traceback, no newlines."""
     text = str(error) or type(error).__name__
     return " ".join(text.split())
+
+
+def mask_sanitized(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A webhook body with ``sanitize: true`` action parameter values masked (they are PII).
+
+    Every command that prints or saves a body (``listen``, ``inbox dead --json``) goes through
+    this one function, so what counts as sanitized is decided in one place.
+    """
+    body = dict(raw)
+    params = body.get("data")
+    if isinstance(params, list):
+        body["data"] = [
+            {**p, "value": "<sanitized>"} if isinstance(p, dict) and p.get("sanitize") else p
+            for p in params
+        ]
+    return body
 
 
 def eprint(*parts: object) -> None:

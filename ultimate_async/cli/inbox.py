@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_FAILURE, EXIT_OK, CommandError, UsageError, run
+from ._common import EXIT_FAILURE, EXIT_OK, CommandError, UsageError, mask_sanitized, run
 
 if TYPE_CHECKING:
     from ..inbox import DeadLetter, Inbox
@@ -72,18 +71,6 @@ def open_inbox(target: str, *, key_prefix: str | None = None) -> Inbox:
     return SqliteInbox(path, buffer=1)  # it hands nothing out: hold no backlog in memory
 
 
-def _masked(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The body with ``sanitize: true`` action parameter values masked (they are PII)."""
-    body = dict(raw)
-    params = body.get("data")
-    if isinstance(params, list):
-        body["data"] = [
-            {**p, "value": "<sanitized>"} if isinstance(p, dict) and p.get("sanitize") else p
-            for p in params
-        ]
-    return body
-
-
 def _when(stored_at: float) -> str:
     return datetime.fromtimestamp(stored_at, UTC).isoformat(timespec="seconds")
 
@@ -99,7 +86,7 @@ def letter_line(letter: DeadLetter, *, as_json: bool) -> str:
                 "attempts": letter.attempts,
                 "last_error": letter.last_error,
                 "stored_at": _when(letter.stored_at),
-                "raw": _masked(letter.raw),
+                "raw": mask_sanitized(letter.raw),
             },
             ensure_ascii=False,
             default=str,

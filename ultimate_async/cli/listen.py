@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from ._common import EXIT_OK, UsageError, eprint, run, wait_for_signal
+from ._common import EXIT_OK, UsageError, eprint, mask_sanitized, run, wait_for_signal
 from ._verifier import verifier_from_args
 
 if TYPE_CHECKING:
@@ -47,18 +47,6 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _mask_sanitized(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The body with ``sanitize: true`` action parameter values masked (they are PII)."""
-    body = dict(raw)
-    params = body.get("data")
-    if isinstance(params, list):
-        body["data"] = [
-            {**p, "value": "<sanitized>"} if isinstance(p, dict) and p.get("sanitize") else p
-            for p in params
-        ]
-    return body
-
-
 def delivery_line(event: object, ctx: EventContext) -> str:
     """One delivery as one JSON line: kind, conversation, time, redacted headers and body."""
     received: Any = ctx.received_at
@@ -70,7 +58,7 @@ def delivery_line(event: object, ctx: EventContext) -> str:
             "conversation": ctx.platform_conversation_id,
             "received_at": received,
             "headers": redact_headers(ctx.headers),
-            "body": _mask_sanitized(ctx.raw),
+            "body": mask_sanitized(ctx.raw),
         },
         ensure_ascii=False,
         default=str,

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from .._retry import jittered_backoff
 from ..errors import ConfigurationError
 
 __all__ = ["HandlerRetry"]
@@ -70,7 +71,4 @@ class HandlerRetry:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after attempt number ``attempt`` (1-based) failed, before the next."""
-        # Cap the exponent: 2.0**n overflows a float past n = 1023 and the cap applies anyway.
-        exponent = min(max(attempt - 1, 0), 64)
-        ceiling = min(self.backoff_max, self.backoff_base * (2.0**exponent))
-        return ceiling * (0.5 + self.random() / 2.0)
+        return jittered_backoff(attempt - 1, self.backoff_base, self.backoff_max, self.random)
