@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["dumps", "loads", "orjson_available"]
@@ -49,6 +50,9 @@ def loads(data: bytes | str) -> Any:
 #: One decoder for every call: ``json.loads(data, parse_constant=...)`` would build a new
 #: ``JSONDecoder`` (and its scanner) per call, about as costly as decoding a webhook.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+#: The decoder's scanner (set by ``JSONDecoder.__init__``; ``decode`` calls it between two
+#: whitespace matches).
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 #: Where a lone UTF-16 surrogate could come from in the decoded text: a ``\\uD800``-``\\uDFFF``
 #: escape, or a surrogate code point (bytes are decoded with ``surrogatepass``, as json.loads does).
@@ -69,7 +73,7 @@ def _stdlib_loads(data: bytes | str) -> Any:
         kind = type(data).__name__
         raise TypeError(f"the JSON object must be str, bytes or bytearray, not {kind}")
     try:
-        value = _DECODER.decode(text)
+        value = _decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     # Both membership tests are O(1) or memchr-fast; the regex only runs on bodies with an
@@ -77,6 +81,22 @@ def _stdlib_loads(data: bytes | str) -> Any:
     if ("\\" in text or not text.isascii()) and _SURROGATE_HINT.search(text):
         _refuse_lone_surrogates(value)
     return value
+
+
+def _decode(text: str) -> Any:
+    """``_DECODER.decode(text)``.  A document that starts with an object goes to the scanner at
+    once: ``decode`` wraps it in two regular-expression matches for the surrounding whitespace,
+    a good part of its cost on a webhook body.  Anything else (whitespace around the value, an
+    error to report) is left to ``decode``."""
+    if text[:1] == "{":
+        try:
+            value, end = _SCAN_ONCE(text, 0)
+        except StopIteration:  # (a value missing inside: decode names it)
+            pass
+        else:
+            if end == len(text):
+                return value
+    return _DECODER.decode(text)
 
 
 def _refuse_lone_surrogates(value: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ultimate_async import _json
@@ -62,3 +64,31 @@ def test_stdlib_path_refuses_lone_surrogates(body: bytes) -> None:
 def test_stdlib_path_keeps_valid_surrogate_pairs() -> None:
     assert _json.loads(b'{"t":"\\ud83d\\ude00"}') == {"t": "\U0001f600"}
     assert _json.loads('{"t":"\\ud83d\\ude00 ok"}') == {"t": "\U0001f600 ok"}
+
+
+@pytest.mark.usefixtures("stdlib_json")
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":1}',
+        '{"a":1}\n',
+        ' {"a":1} ',
+        '{"a":1} x',
+        '{"a":1}{}',
+        '{"a":x}',
+        '{"a":[1,]}',
+        '{"a"',
+    ],
+    ids=["bare", "newline", "spaces", "extra", "two-objects", "bad-value", "trailing-comma", "cut"],
+)
+def test_stdlib_path_reads_objects_as_json_loads_does(text: str) -> None:
+    """An object is scanned directly; around it, what ``json.loads`` accepts or refuses, and
+    where it says the error is."""
+    try:
+        expected: object = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as refused:
+            _json.loads(text.encode())
+        assert str(refused.value) == str(exc)
+    else:
+        assert _json.loads(text.encode()) == expected

@@ -20,18 +20,17 @@ class RawHeaders(Mapping[str, str]):
     """Header name -> value, case-insensitive; the first value of a repeated header (as
     ``multidict``'s ``get``), all of them from :meth:`getall`.  Values are decoded as Latin-1.
 
-    ASGI servers give header names lowercased (the spec asks them to): then the lookup table is
-    the list itself, turned into a dict in one call.  Other names are lowercased here.  The
-    ``repr`` names the headers but never shows a value (they may carry secrets).
+    Header names are taken as given lowercased, as the ASGI spec requires of servers (and
+    Starlette assumes): the lookup table is the list itself, turned into a dict in one call.
+    The ``repr`` names the headers but never shows a value (they may carry secrets).
     """
 
     __slots__ = ("_raw", "by_name")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
         pairs = raw if isinstance(raw, list) else list(raw)
-        first: dict[bytes, bytes] = dict(reversed(pairs))  # the first value of a repeated name wins
-        if first and not b"".join(first).islower():
-            pairs = [(name.lower(), value) for name, value in pairs]
+        first: dict[bytes, bytes] = dict(pairs)
+        if len(first) != len(pairs):  # a repeated name: its first value wins
             first = dict(reversed(pairs))
         self._raw: list[tuple[bytes, bytes]] = pairs
         #: Lowercased name -> the first raw value: for adapters that check a few headers.
