@@ -518,7 +518,7 @@ class WebhookReceiver(Router):
                 telemetry.delivery(kind, "accepted")
                 return r.ACK
         key = None if self._dedup_off else self._dedup_key(raw)
-        # The common case inline (on_receive, a kind handler, no observer); _accept does it all.
+        # The common case (on_receive, a kind handler, no observer) skips _accept's look-ups.
         handler = None
         if conversation_id is not None:
             if conversation_id in self._registrations:
@@ -528,35 +528,9 @@ class WebhookReceiver(Router):
             handler = self._handlers.get((kind, None, None))
         if handler is None or self._after:
             return await self._accept(kind, conversation_id, event, raw, key, headers, False)
-        try:
-            stored = await self._put(
-                conversation_id=conversation_id, kind=kind, raw=raw, dedup_key=key
-            )
-        except Exception as exc:
-            return self._not_stored(exc, kind, conversation_id)
-        if stored is None:
-            log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
-            telemetry.delivery(kind, "duplicate")
-            return r.ACK
-        delivery_id = stored if isinstance(stored, str) else stored.delivery_id
-        bot_id = raw.get("botId")
-        ctx = EventContext(
-            conversation_id,
-            bot_id if type(bot_id) is str else None,
-            datetime.now(UTC),
-            key,
-            headers,
-            raw,
-            self.session,
-            kind,
-            False,
-            delivery_id,
-            1,
-            self._background,
+        return await self._store_and_dispatch(
+            kind, conversation_id, event, raw, key, headers, False, handler, None, False
         )
-        self._dispatcher.stored(stored, event, ctx, handler)
-        telemetry.delivery(kind, "accepted")
-        return r.ACK
 
     async def _store_then_forward(
         self,
@@ -574,30 +548,10 @@ class WebhookReceiver(Router):
         effort: the event is safe in the inbox whatever happens to it.
         """
         key = None if self._dedup_off else self._dedup_key(raw)
-        try:
-            stored = await self._put(
-                conversation_id=conversation_id, kind=kind, raw=raw, dedup_key=key
-            )
-        except Exception as exc:
-            return self._not_stored(exc, kind, conversation_id)
-        if stored is None:  # stored (and forwarded) when it first came
-            log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
-            telemetry.delivery(kind, "duplicate")
-            return r.ACK
-        delivery_id = stored if isinstance(stored, str) else stored.delivery_id
-        ctx = self._context(conversation_id, raw, key, headers, kind, False, delivery_id)
-        self._dispatcher.stored(stored, event, ctx, None)  # (its handler is found when it runs)
-        try:
-            await self._bus.forward(conversation_id, raw)
-        except Exception:
-            log.debug(
-                "could not forward an observation copy of a stored %s event (conversation %s)",
-                kind,
-                conversation_id,
-                exc_info=True,
-            )
-        telemetry.delivery(kind, "accepted")
-        return r.ACK
+        # No handler: the replica owning the entry's partition finds it when it runs the entry.
+        return await self._store_and_dispatch(
+            kind, conversation_id, event, raw, key, headers, False, None, None, True
+        )
 
     def _not_stored(
         self, exc: Exception, kind: str, conversation_id: str | None
@@ -635,13 +589,40 @@ class WebhookReceiver(Router):
             return await self._run_before_ack(
                 kind, conversation_id, event, raw, key, headers, forwarded, handler, registration
             )
+        return await self._store_and_dispatch(
+            kind, conversation_id, event, raw, key, headers, forwarded, handler, registration, False
+        )
+
+    async def _store_and_dispatch(
+        self,
+        kind: str,
+        conversation_id: str | None,
+        event: Webhook,
+        raw: Mapping[str, Any],
+        key: str | None,
+        headers: Mapping[str, str],
+        forwarded: bool,
+        handler: Callable[..., Awaitable[Any]] | None,
+        registration: Registration | None,
+        copy_to_holder: bool,
+    ) -> WebhookResponse:
+        """Store a notification, then hand it to the dispatcher and acknowledge it.
+
+        The one place a notification is stored (the ``200`` promises it is, so nothing runs or
+        is observed before), so duplicates, failed stores and accepted deliveries are logged
+        and counted alike whichever path it came by.  A ``registration`` that does not handle
+        the event gets an observation copy.  ``copy_to_holder`` (shared inbox, a conversation
+        another replica may hold): then forward one on the bus, best effort, as the stored
+        entry is safe whatever happens to the copy.  Positional arguments: every notification
+        comes through here.
+        """
         try:
             stored = await self._put(
                 conversation_id=conversation_id, kind=kind, raw=raw, dedup_key=key
             )
         except Exception as exc:
             return self._not_stored(exc, kind, conversation_id)
-        if stored is None:
+        if stored is None:  # (with a shared inbox: stored, and forwarded, when it first came)
             log.debug("duplicate %s delivery ignored (conversation %s)", kind, conversation_id)
             telemetry.delivery(kind, "duplicate")
             return r.ACK
@@ -653,6 +634,16 @@ class WebhookReceiver(Router):
                 (registration.handler, event, ctx, None),
             )
         self._dispatcher.stored(stored, event, ctx, handler)
+        if copy_to_holder and conversation_id is not None:
+            try:
+                await self._bus.forward(conversation_id, raw)
+            except Exception:
+                log.debug(
+                    "could not forward an observation copy of a stored %s event (conversation %s)",
+                    kind,
+                    conversation_id,
+                    exc_info=True,
+                )
         telemetry.delivery(kind, "accepted")
         return r.ACK
 
