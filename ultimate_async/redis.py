@@ -1291,6 +1291,13 @@ class RedisInbox:
                         await self._create_groups()  # new streams, or Redis restarted empty
                         continue
                 self._outage.failed(exc)
+                # A read whose reply was lost (Redis killed or the connection cut mid-command)
+                # still put its entries in our pending list: recover our partitions again
+                # before reading new entries, or those entries would wait for a takeover.
+                for partition in sorted(self._reading):
+                    if partition not in self._unrecovered:
+                        self._unrecovered.append(partition)
+                self._reading.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue

@@ -207,6 +207,32 @@ async def test_entries_read_by_a_replica_whose_lease_lapsed_are_not_lost(
     assert await inbox.stats() == InboxStats(pending=0, dead=0)
 
 
+async def test_an_entry_whose_read_reply_was_lost_is_handed_out_after_the_error(
+    make_inbox: MakeInbox, redis_client: aioredis.Redis
+) -> None:
+    inbox = await make_inbox()
+    await put(inbox, "c", "m0")
+    await inbox.done(await take(inbox))  # recovered and reading
+    # Redis killed (or the connection cut) while a read was in flight: Redis put the entry in
+    # the holder's own pending list, but the reply never reached the holder.  MULTI makes it
+    # deterministic: the read under the holder's consumer name is served before its blocked one.
+    stream = inbox.stream_key(inbox.partition_of("c"))
+    body = json.dumps({"c": "c", "k": "sendMessage", "r": {"text": "m1"}, "t": time.time()})
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.xadd(stream, {"e": body})
+        pipe.xreadgroup("ultimate_async", inbox.replica_id, {stream: ">"}, count=1)
+        _, lost = await pipe.execute()
+    assert lost
+    # The holder's connections keep dropping until its read gives up retrying and fails.
+    for _ in range(25):
+        await redis_client.client_kill_filter(_type="normal", skipme=True)
+        await asyncio.sleep(0.01)
+    entry = await take(inbox, within=5)  # its partition is recovered again after the error
+    assert (entry.raw["text"], entry.attempt) == ("m1", 1)
+    await inbox.done(entry)
+    assert await inbox.stats() == InboxStats(pending=0, dead=0)
+
+
 async def _read_line(process: asyncio.subprocess.Process, within: float = 10.0) -> list[str]:
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), within)
