@@ -185,6 +185,20 @@ async def test_a_closed_replica_hands_its_partitions_over_at_once(
     assert (entry.raw["text"], entry.attempt) == ("left behind", 1)
 
 
+async def _read_before_the_holder(
+    inbox: RedisInbox, redis_client: aioredis.Redis, consumer: str, conversation: str, text: str
+) -> Any:
+    """Add an entry and read it as ``consumer`` in one MULTI, so that read is served before
+    the holder's blocked read can see the entry; returns what that read got."""
+    stream = inbox.stream_key(inbox.partition_of(conversation))
+    raw = {"c": conversation, "k": "sendMessage", "r": {"text": text}, "t": time.time()}
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.xadd(stream, {"e": json.dumps(raw)})
+        pipe.xreadgroup("ultimate_async", consumer, {stream: ">"}, count=1)
+        _, read = await pipe.execute()
+    return read
+
+
 async def test_entries_read_by_a_replica_whose_lease_lapsed_are_not_lost(
     make_inbox: MakeInbox, redis_client: aioredis.Redis, eventually: Eventually
 ) -> None:
@@ -192,15 +206,8 @@ async def test_entries_read_by_a_replica_whose_lease_lapsed_are_not_lost(
     await put(inbox, "c", "m0")
     await inbox.done(await take(inbox))  # recovered and reading
     # A replica whose lease lapsed while its read was in flight takes an entry into its own
-    # pending list after the new holder's recovery.  MULTI makes the race deterministic: the
-    # stale read is served before the holder's blocked read sees the new entry.
-    stream = inbox.stream_key(inbox.partition_of("c"))
-    body = json.dumps({"c": "c", "k": "sendMessage", "r": {"text": "m1"}, "t": time.time()})
-    async with redis_client.pipeline(transaction=True) as pipe:
-        pipe.xadd(stream, {"e": body})
-        pipe.xreadgroup("ultimate_async", "stale-replica", {stream: ">"}, count=1)
-        _, stale = await pipe.execute()
-    assert stale  # the orphan: read by a consumer that no longer holds the partition
+    # pending list after the new holder's recovery.
+    assert await _read_before_the_holder(inbox, redis_client, "stale-replica", "c", "m1")
     entry = await take(inbox, within=5)  # found by the holder's next lease round
     assert (entry.raw["text"], entry.attempt) == ("m1", 1)
     await inbox.done(entry)
@@ -214,15 +221,8 @@ async def test_an_entry_whose_read_reply_was_lost_is_handed_out_after_the_error(
     await put(inbox, "c", "m0")
     await inbox.done(await take(inbox))  # recovered and reading
     # Redis killed (or the connection cut) while a read was in flight: Redis put the entry in
-    # the holder's own pending list, but the reply never reached the holder.  MULTI makes it
-    # deterministic: the read under the holder's consumer name is served before its blocked one.
-    stream = inbox.stream_key(inbox.partition_of("c"))
-    body = json.dumps({"c": "c", "k": "sendMessage", "r": {"text": "m1"}, "t": time.time()})
-    async with redis_client.pipeline(transaction=True) as pipe:
-        pipe.xadd(stream, {"e": body})
-        pipe.xreadgroup("ultimate_async", inbox.replica_id, {stream: ">"}, count=1)
-        _, lost = await pipe.execute()
-    assert lost
+    # the holder's own pending list, but the reply never reached the holder.
+    assert await _read_before_the_holder(inbox, redis_client, inbox.replica_id, "c", "m1")
     # The holder's connections keep dropping until its read gives up retrying and fails.
     for _ in range(25):
         await redis_client.client_kill_filter(_type="normal", skipme=True)
