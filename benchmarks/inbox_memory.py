@@ -45,28 +45,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.memory import Deliveries, rss_bytes
+from benchmarks.payloads import SECRET
+
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "s3cret"  # benchmarks/payloads.py's
 INBOXES = ("memory", "sqlite", "sqlite-24h")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-_TEMPLATE = (
-    '{"botId":"618a30beee4e8e87d2f94015","channel":"chat","data":{'
-    '"eventType":"sendMessage","platformConversationId":"conv-%d","type":"text",'
-    '"replyId":"618a30be1c2ffe001ab1078f","messageId":"m-%d","confidence":0.93,'
-    '"text":"Hello, this is a bot text message","buttons":[],"carouselCards":[]}}'
-)
 
 START = "<!-- inbox-memory:start -->"
 END = "<!-- inbox-memory:end -->"
 SECTION_END = "<!-- durability:end -->"
 
 __all__ = ["measure", "render", "write_block"]
-
-
-def rss_bytes() -> int:
-    """Current resident set size (not the peak)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
 
 
 def _file_sizes(path: Path | None) -> dict[str, int]:
@@ -120,48 +109,22 @@ async def measure(
         ttl = dedup_ttl if inbox_kind == "sqlite" else 86400.0
         inbox = SqliteInbox(path, dedup_ttl=ttl)
     receiver = WebhookReceiver(SharedSecretHeader(SECRET), inbox=inbox)
-    handled = 0
-    statuses: dict[int, int] = {}
-
-    @receiver.on_message()
-    async def on_message(msg: Any, ctx: Any) -> None:
-        nonlocal handled
-        handled += 1
-
-    headers = {"Authorization": SECRET, "Content-Type": "application/json"}
-    handle = receiver.handle
-    sent = 0
-
-    async def drive(total: int) -> None:
-        nonlocal sent
-        end = sent + total
-
-        async def connection() -> None:
-            nonlocal sent
-            while sent < end:
-                i = sent
-                sent += 1
-                body = (_TEMPLATE % (i % conversations, i)).encode()
-                response = await handle(body, headers)
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-                await asyncio.sleep(0)  # a socket read would yield here
-
-        await asyncio.gather(*(connection() for _ in range(concurrency)))
+    load = Deliveries(receiver, conversations, concurrency)
 
     samples: list[dict[str, Any]] = []
     snapshot: Any = None
     started = time.perf_counter()
     drained = True
     next_sample = sample_every
-    while sent < deliveries:
-        await drive(min(drain_every, deliveries - sent))
+    while load.sent < deliveries:
+        await load.drive(min(drain_every, deliveries - load.sent))
         drained = await receiver.drain(timeout=120.0) and drained
-        if sent >= next_sample or sent == deliveries:
+        if load.sent >= next_sample or load.sent == deliveries:
             next_sample += sample_every
             gc.collect()
             samples.append(
                 {
-                    "deliveries": sent,
+                    "deliveries": load.sent,
                     "seconds": round(time.perf_counter() - started, 1),
                     "rss": rss_bytes(),
                     **_file_sizes(path),
@@ -199,9 +162,9 @@ async def measure(
         "concurrency": concurrency,
         "drain_every": drain_every,
         "sample_every": sample_every,
-        "handled": handled,
+        "handled": load.handled,
         "drained": drained,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
         "pending_after": stats.pending,
         "dead_after": stats.dead,
         "seconds": round(seconds, 1),

@@ -20,10 +20,13 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.payloads import SECRET
 from benchmarks.servers._common import parse_loop_args, run_coroutine
+
+if TYPE_CHECKING:
+    from ultimate_async.webhook import WebhookReceiver
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TEMPLATE = (
@@ -38,6 +41,43 @@ def rss_bytes() -> int:
     """Current resident set size (not the peak), from /proc/self/statm."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * _PAGE
+
+
+class Deliveries:
+    """Signed ``sendMessage`` deliveries through ``receiver.handle()``, in-process.
+
+    ``concurrency`` callers post one after another (each yields once per delivery, as a socket
+    read would), over ``conversations`` conversations with unique message ids; a no-op
+    ``on_message`` counts what was handled.
+    """
+
+    def __init__(self, receiver: WebhookReceiver, conversations: int, concurrency: int) -> None:
+        self.receiver = receiver
+        self.conversations = conversations
+        self.concurrency = concurrency
+        self.sent = 0
+        self.handled = 0
+        self.statuses: dict[int, int] = {}
+        self.headers = {"Authorization": SECRET, "Content-Type": "application/json"}
+
+        @receiver.on_message()
+        async def on_message(msg: Any, ctx: Any) -> None:
+            self.handled += 1
+
+    async def drive(self, total: int) -> None:
+        end = self.sent + total
+        handle, headers, statuses = self.receiver.handle, self.headers, self.statuses
+
+        async def connection() -> None:
+            while self.sent < end:
+                i = self.sent
+                self.sent += 1
+                body = (_TEMPLATE % (i % self.conversations, i)).encode()
+                response = await handle(body, headers)
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                await asyncio.sleep(0)  # a socket read would yield here
+
+        await asyncio.gather(*(connection() for _ in range(self.concurrency)))
 
 
 def _settled_rss() -> int:
@@ -95,38 +135,12 @@ async def measure_deliver(
         receiver = WebhookReceiver(SharedSecretHeader(SECRET))
     else:
         receiver = WebhookReceiver(SharedSecretHeader(SECRET), dedup=None)
-    handled = 0
-    statuses: dict[int, int] = {}
-
-    @receiver.on_message()
-    async def on_message(msg: Any, ctx: Any) -> None:
-        nonlocal handled
-        handled += 1
-
-    headers = {"Authorization": SECRET, "Content-Type": "application/json"}
-    template = _TEMPLATE
-    handle = receiver.handle
-    sent = 0
-
-    async def drive(total: int) -> None:
-        nonlocal sent
-        end = sent + total
-
-        async def connection() -> None:
-            nonlocal sent
-            while sent < end:
-                i = sent
-                sent += 1
-                body = (template % (i % conversations, i)).encode()
-                response = await handle(body, headers)
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-                await asyncio.sleep(0)  # a socket read would yield here
-
-        await asyncio.gather(*(connection() for _ in range(concurrency)))
+    load = Deliveries(receiver, conversations, concurrency)
+    drive = load.drive
 
     async def drained(limit: float = 120.0) -> bool:
         deadline = time.perf_counter() + limit
-        while handled < sent:
+        while load.handled < load.sent:
             if time.perf_counter() > deadline:
                 return False
             await asyncio.sleep(0.001)
@@ -162,9 +176,9 @@ async def measure_deliver(
         "dedup_keys": dedup_keys,
         "conversations": conversations,
         "deliveries": deliveries,
-        "handled": handled - warmup,
+        "handled": load.handled - warmup,
         "drained": all_drained,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
         "rss_start": start_rss,
         "rss_first_pass": first_pass_rss,
         "rss_end": end_rss,
