@@ -1,5 +1,6 @@
 """Suite-wide test setup: the webhook fixtures, a guard against reading beside the repository,
-an aioresponses compatibility shim and the ``mock_api`` fixture.
+an aioresponses compatibility shim, the ``mock_api`` fixture and a scripted fake platform
+(``platform``) that the sending and observability tests post to.
 
 Why the guard: the suite once read its sample payloads from a folder beside the repository, so a
 plain ``git clone`` failed 136 tests while every developer checkout passed.  An audit hook now
@@ -16,13 +17,16 @@ servers other tests start) is unaffected.  Drop it once aioresponses ships a fix
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import json
 import os
 import site
 import socket
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,8 @@ import aiohttp
 import aioresponses as _aioresponses_pkg
 import aioresponses.core as _aioresponses_core
 import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 #: The repository root (this file is ``tests/conftest.py``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +146,82 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when anything reached beside the repository, even if the error was caught."""
     if OUTSIDE_READS.refused and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+class Recorded:
+    """One request the fake platform received."""
+
+    def __init__(self, path: str, headers: dict[str, str], body: bytes) -> None:
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.arrived_at = time.monotonic()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakePlatform:
+    """A real aiohttp server on 127.0.0.1 that records requests and plays scripted answers.
+
+    ``script`` is a list of ``(status, body, headers)`` answers used in order; when it runs
+    out, the server answers an empty 200.  The status ``"stall"`` never answers (until the test
+    ends), to exercise timeouts; ``"truncate"`` sends a 200 and hangs up mid-body.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.script: list[tuple[int | str, str, dict[str, str]]] = []
+        self.release = asyncio.Event()
+        self.arrived = asyncio.Event()  # set by the first request
+        self.url = ""
+
+    def answer(self, status: int | str, body: str = "", **headers: str) -> None:
+        self.script.append((status, body, {k.replace("_", "-"): v for k, v in headers.items()}))
+
+    @property
+    def hits(self) -> int:
+        return len(self.requests)
+
+    @property
+    def arrivals(self) -> list[float]:
+        """When each request arrived (``time.monotonic()``)."""
+        return [request.arrived_at for request in self.requests]
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [request.body for request in self.requests]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(Recorded(request.path_qs, dict(request.headers), await request.read()))
+        self.arrived.set()
+        status, body, headers = self.script.pop(0) if self.script else (200, "", {})
+        if status == "stall":
+            try:
+                await asyncio.wait_for(self.release.wait(), 5)
+            except TimeoutError:
+                pass
+            return web.Response(status=200)
+        if status == "truncate":  # promise 1000 bytes, send a few, hang up
+            resp = web.StreamResponse(status=200, headers={"Content-Length": "1000"})
+            await resp.prepare(request)
+            await resp.write(b'{"messages": [')
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        assert isinstance(status, int)
+        return web.Response(status=status, text=body, headers=headers)
+
+
+@pytest.fixture
+async def platform(aiohttp_server: AiohttpServer) -> AsyncIterator[FakePlatform]:
+    fake = FakePlatform()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", fake.handle)
+    server = await aiohttp_server(app)
+    fake.url = str(server.make_url("")).rstrip("/")
+    yield fake
+    fake.release.set()  # let stalled handlers finish so the server shuts down promptly
 
 
 class _NullStreamWriter:

@@ -1,56 +1,22 @@
-"""Fixtures for the observability tests: a scripted local "platform", a fake clock, and the
-OpenTelemetry SDK / Prometheus registry switched on for one test at a time."""
+"""Fixtures for the observability tests: a fake clock, and the OpenTelemetry SDK / Prometheus
+registry switched on for one test at a time (the scripted ``platform`` is suite-wide, in
+``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
-from pytest_aiohttp import AiohttpServer
 
 from ultimate_async import telemetry
-
-
-class Platform:
-    """A real aiohttp server playing scripted answers ``(status, body, headers)`` in order
-    (an empty 200 once the script runs out) and recording when each request arrived."""
-
-    def __init__(self) -> None:
-        self.script: list[tuple[int, str, dict[str, str]]] = []
-        self.arrivals: list[float] = []
-        self.bodies: list[bytes] = []
-        self.arrived = asyncio.Event()
-        self.url = ""
-
-    def answer(self, status: int, body: str = "", **headers: str) -> None:
-        self.script.append((status, body, {k.replace("_", "-"): v for k, v in headers.items()}))
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.arrivals.append(time.monotonic())
-        self.arrived.set()
-        self.bodies.append(await request.read())
-        status, body, headers = self.script.pop(0) if self.script else (200, "", {})
-        return web.Response(status=status, text=body, headers=headers)
-
-
-@pytest.fixture
-async def platform(aiohttp_server: AiohttpServer) -> AsyncIterator[Platform]:
-    fake = Platform()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", fake.handle)
-    server = await aiohttp_server(app)
-    fake.url = str(server.make_url("")).rstrip("/")
-    yield fake
 
 
 class FakeClock:

@@ -16,11 +16,11 @@ from ultimate_async.errors import RateLimitError
 from ultimate_async.session import Session
 
 if TYPE_CHECKING:
-    from conftest import FakeClock, Otel, Platform, Prometheus
+    from conftest import FakeClock, FakePlatform, Otel, Prometheus
 
 
 async def test_the_next_call_waits_out_another_calls_retry_after(
-    platform: Platform, clock: FakeClock
+    platform: FakePlatform, clock: FakeClock
 ) -> None:
     policy = RetryPolicy(max_retries=0, sleep=clock.sleep, clock=clock)
     platform.answer(429, "slow down", Retry_After="5")
@@ -34,7 +34,7 @@ async def test_the_next_call_waits_out_another_calls_retry_after(
     assert platform.script == [] and len(platform.arrivals) == 2
 
 
-async def test_no_wait_once_the_cool_down_is_over(platform: Platform, clock: FakeClock) -> None:
+async def test_no_wait_once_the_cool_down_is_over(platform: FakePlatform, clock: FakeClock) -> None:
     policy = RetryPolicy(max_retries=0, sleep=clock.sleep, clock=clock)
     platform.answer(429, Retry_After="5")
     async with Session("key", "bot", base_url=platform.url, retry=policy) as session:
@@ -45,7 +45,9 @@ async def test_no_wait_once_the_cool_down_is_over(platform: Platform, clock: Fak
     assert clock.sleeps == []
 
 
-async def test_the_cool_down_belongs_to_one_session(platform: Platform, clock: FakeClock) -> None:
+async def test_the_cool_down_belongs_to_one_session(
+    platform: FakePlatform, clock: FakeClock
+) -> None:
     policy = RetryPolicy(max_retries=0, sleep=clock.sleep, clock=clock)
     platform.answer(429, Retry_After="30")
     async with (
@@ -59,7 +61,7 @@ async def test_the_cool_down_belongs_to_one_session(platform: Platform, clock: F
 
 
 async def test_the_call_that_got_the_429_waits_only_once(
-    platform: Platform, clock: FakeClock
+    platform: FakePlatform, clock: FakeClock
 ) -> None:
     policy = RetryPolicy(sleep=clock.sleep, clock=clock)
     platform.answer(429, Retry_After="4")
@@ -70,7 +72,7 @@ async def test_the_call_that_got_the_429_waits_only_once(
 
 
 async def test_retry_after_is_capped_for_the_other_calls_too(
-    platform: Platform, clock: FakeClock
+    platform: FakePlatform, clock: FakeClock
 ) -> None:
     policy = RetryPolicy(max_retries=0, retry_after_max=10.0, sleep=clock.sleep, clock=clock)
     platform.answer(429, Retry_After="3600")
@@ -82,7 +84,7 @@ async def test_retry_after_is_capped_for_the_other_calls_too(
 
 
 async def test_a_503_retry_after_does_not_hold_other_calls(
-    platform: Platform, clock: FakeClock
+    platform: FakePlatform, clock: FakeClock
 ) -> None:
     """Only the rate limit is account-wide; a 503 concerns the request that got it."""
     policy = RetryPolicy(max_retries=0, sleep=clock.sleep, clock=clock)
@@ -94,7 +96,7 @@ async def test_a_503_retry_after_does_not_hold_other_calls(
     assert clock.sleeps == []
 
 
-async def test_concurrent_calls_pause_in_real_time(platform: Platform) -> None:
+async def test_concurrent_calls_pause_in_real_time(platform: FakePlatform) -> None:
     """With the real clock: calls started while a 429's Retry-After runs reach the server only
     once it is over, and all of them succeed."""
     platform.answer(429, "slow down", Retry_After="0.4")
@@ -110,7 +112,7 @@ async def test_concurrent_calls_pause_in_real_time(platform: Platform) -> None:
 
 
 async def test_throttled_calls_and_429s_are_counted(
-    platform: Platform, clock: FakeClock, otel: Otel, prometheus: Prometheus
+    platform: FakePlatform, clock: FakeClock, otel: Otel, prometheus: Prometheus
 ) -> None:
     policy = RetryPolicy(max_retries=0, sleep=clock.sleep, clock=clock)
     platform.answer(429, Retry_After="5")

@@ -15,7 +15,7 @@ from ultimate_async.models.outbound import MetaData
 from ultimate_async.session import Session
 
 if TYPE_CHECKING:
-    from conftest import FakeClock, Platform
+    from conftest import FakeClock, FakePlatform
 
 API_KEY = "sk-live-0123456789abcdef"
 HIDDEN = "4111-1111-1111-1111"  # a sanitize=True metadata value
@@ -26,7 +26,7 @@ def api_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 async def test_each_call_is_logged_with_call_status_attempt_and_elapsed(
-    platform: Platform, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    platform: FakePlatform, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="ultimate_async.api")
     policy = RetryPolicy(sleep=clock.sleep, clock=clock, random=lambda: 0.5)
@@ -62,7 +62,7 @@ async def test_giving_up_and_connection_failures_are_logged(
 
 
 async def test_secrets_and_sanitized_values_never_reach_the_log(
-    platform: Platform, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    platform: FakePlatform, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A server that echoes the request (key, metadata) into its error bodies."""
     caplog.set_level(logging.DEBUG)
@@ -84,7 +84,7 @@ async def test_secrets_and_sanitized_values_never_reach_the_log(
 
 
 async def test_legacy_calls_are_named_too(
-    platform: Platform, caplog: pytest.LogCaptureFixture
+    platform: FakePlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="ultimate_async.api")
     platform.answer(200, '{"intents": [], "entities": []}')
@@ -95,7 +95,7 @@ async def test_legacy_calls_are_named_too(
 
 
 async def test_nothing_is_logged_above_debug_for_a_retried_call(
-    platform: Platform, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    platform: FakePlatform, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The caller gets the exception; the library does not log it a second time at WARNING."""
     caplog.set_level(logging.INFO)

@@ -18,7 +18,7 @@ from ultimate_async.models.outbound import MetaData
 from ultimate_async.session import Session
 
 if TYPE_CHECKING:
-    from conftest import FakeClock, Otel, Platform, Prometheus
+    from conftest import FakeClock, FakePlatform, Otel, Prometheus
 
 API_KEY = "sk-live-telemetry-0123456789"
 HIDDEN = "DE89-3704-0044-0532-0130-00"
@@ -28,7 +28,7 @@ HIDDEN = "DE89-3704-0044-0532-0130-00"
 
 
 async def test_an_api_call_is_one_span_and_counted_per_attempt(
-    platform: Platform, clock: FakeClock, otel: Otel, prometheus: Prometheus
+    platform: FakePlatform, clock: FakeClock, otel: Otel, prometheus: Prometheus
 ) -> None:
     policy = RetryPolicy(sleep=clock.sleep, clock=clock)
     platform.answer(429, f"slow down {API_KEY} {HIDDEN}", Retry_After="1")
@@ -67,7 +67,7 @@ async def test_an_api_call_is_one_span_and_counted_per_attempt(
 
 
 async def test_a_failed_call_marks_its_span_by_error_type_only(
-    platform: Platform, otel: Otel
+    platform: FakePlatform, otel: Otel
 ) -> None:
     platform.answer(400, f"bad request, your key is {API_KEY}")
     async with Session(API_KEY, "bot", base_url=platform.url) as session:
@@ -118,7 +118,7 @@ def test_deliveries_are_counted_by_kind_and_outcome(otel: Otel, prometheus: Prom
 
 
 async def test_handler_runs_record_duration_outcome_and_a_current_span(
-    otel: Otel, prometheus: Prometheus, platform: Platform
+    otel: Otel, prometheus: Prometheus, platform: FakePlatform
 ) -> None:
     with telemetry.handler_run("message", "conv-3", 1):
         # An API call made by the handler becomes a child of the handle span.
@@ -200,7 +200,7 @@ def test_the_exposition_uses_design_names_and_the_standard_content_type(
 # --- nothing configured -----------------------------------------------------------------------
 
 
-async def test_nothing_configured_means_nothing_recorded(platform: Platform) -> None:
+async def test_nothing_configured_means_nothing_recorded(platform: FakePlatform) -> None:
     """No SDK, no registry: the hooks hand out one shared do-nothing object."""
     assert telemetry.api_call("a") is telemetry.api_call("b")
     assert telemetry.handler_run("message", "c", 1) is telemetry.api_call("x")
