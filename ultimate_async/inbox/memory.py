@@ -21,6 +21,7 @@ import attrs
 
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..webhook.dedup import Deduplicator, MemoryDeduplicator
+from ._handout import hand_over
 from .base import DeadLetter, InboxEntry, InboxStats
 
 __all__ = ["MemoryInbox"]
@@ -148,14 +149,8 @@ class MemoryInbox:
 
     def _offer(self, entry: InboxEntry) -> None:
         """Hand ``entry`` to a waiting :meth:`get`, or queue it (getters wait only on empty)."""
-        if self._open:
-            getters = self._getters
-            while getters:
-                getter = getters.popleft()
-                if not getter.done():
-                    getter.set_result(entry)
-                    return
-        self._ready.append(entry)
+        if not (self._open and hand_over(self._getters, entry)):
+            self._ready.append(entry)
 
     def _wake(self) -> None:
         while self._ready and self._getters:

@@ -49,6 +49,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment,unused-ignore]
 from ..errors import BackendUnavailableError, ConfigurationError
+from ._handout import hand_over
 from .base import DeadLetter, InboxEntry, InboxStats
 
 __all__ = ["SqliteInbox"]
@@ -326,13 +327,8 @@ class SqliteInbox:
         self._offer(entry)
 
     def _offer(self, entry: InboxEntry) -> None:
-        getters = self._getters
-        while getters:
-            getter = getters.popleft()
-            if not getter.done():
-                getter.set_result(entry)
-                return
-        self._ready.append(entry)
+        if not hand_over(self._getters, entry):
+            self._ready.append(entry)
 
     def _start_consuming(self) -> None:
         if self._claim is None and self._thread is not None:
